@@ -8,6 +8,7 @@ from typing import Any
 from celery import Celery
 
 from conveyor_common import limits
+from conveyor_common.redis_keys import DEFAULT_NAMESPACE, RedisKeys
 
 DEFAULT_QUEUE = "default"
 # Hard-limit kill of the task comes first; the broker must not redeliver a message whose task is
@@ -26,10 +27,12 @@ def celery_config(
     result_backend_url: str,
     result_ttl_seconds: int = 86_400,
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
     vt = visibility_timeout(max_timeout_seconds)
     transport_options: dict[str, Any] = {
         "visibility_timeout": vt,
+        "global_keyprefix": RedisKeys(namespace).celery_prefix,
         "socket_timeout": 10,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
@@ -80,6 +83,7 @@ def create_celery_app(
     result_backend_url: str | None = None,
     result_ttl_seconds: int = 86_400,
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> Celery:
     app = Celery(name, set_as_current=False)
     app.conf.update(
@@ -88,6 +92,7 @@ def create_celery_app(
             result_backend_url=result_backend_url or broker_url,
             result_ttl_seconds=result_ttl_seconds,
             max_timeout_seconds=max_timeout_seconds,
+            namespace=namespace,
         )
     )
     return app

@@ -60,6 +60,8 @@ class BaseServiceSettings(BaseSettings):
 
 class RedisSettings(BaseSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # Prefix of every key, stream and queue in Redis (see redis_keys.RedisKeys).
+    redis_namespace: str = "conveyor"
     redis_socket_timeout: float = 5.0
     redis_connect_timeout: float = 2.0
 

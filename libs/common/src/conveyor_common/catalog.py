@@ -11,7 +11,9 @@ from conveyor_common import limits
 
 class TaskDefaults(BaseModel):
     queue: str = "default"
-    timeout_seconds: int = Field(default=limits.DEFAULT_TIMEOUT_SECONDS, ge=1, le=limits.MAX_TIMEOUT_SECONDS)
+    timeout_seconds: int = Field(
+        default=limits.DEFAULT_TIMEOUT_SECONDS, ge=1, le=limits.MAX_TIMEOUT_SECONDS
+    )
     max_attempts: int = Field(default=3, ge=1, le=limits.MAX_ATTEMPTS_CEILING)
 
 

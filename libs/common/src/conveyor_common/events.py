@@ -6,6 +6,7 @@ an older one after a newer one, changes nothing (see job-service's state machine
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 
@@ -42,8 +43,10 @@ class LifecycleEvent(BaseModel):
         return {"e": self.model_dump_json(exclude_none=True)}
 
     @classmethod
-    def from_stream_fields(cls, fields: dict[bytes, bytes] | dict[str, str]) -> LifecycleEvent:
-        raw = fields.get(b"e") if b"e" in fields else fields.get("e")  # type: ignore[call-overload]
+    def from_stream_fields(cls, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> LifecycleEvent:
+        raw = fields.get(b"e", fields.get("e"))  # type: ignore[call-overload, arg-type]
+        if raw is None:
+            raise ValueError("stream entry has no `e` field")
         return cls.model_validate_json(raw)
 
 

@@ -17,7 +17,9 @@ SECRET_KEY_PATTERN = re.compile(
     re.IGNORECASE,
 )
 # user:password@ in a URL/DSN
-_DSN_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@", re.I)
+_DSN_PASSWORD = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@", re.I
+)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _API_KEY = re.compile(r"\bcvk_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
 REDACTED = "[REDACTED]"
@@ -35,7 +37,11 @@ def redact(value: Any, _depth: int = 0) -> Any:
         return value
     if isinstance(value, Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and SECRET_KEY_PATTERN.search(k) else redact(v, _depth + 1))
+            k: (
+                REDACTED
+                if isinstance(k, str) and SECRET_KEY_PATTERN.search(k)
+                else redact(v, _depth + 1)
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -49,8 +55,7 @@ def _redact_processor(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     return {
-        k: (REDACTED if SECRET_KEY_PATTERN.search(k) else redact(v))
-        for k, v in event_dict.items()
+        k: (REDACTED if SECRET_KEY_PATTERN.search(k) else redact(v)) for k, v in event_dict.items()
     }
 
 

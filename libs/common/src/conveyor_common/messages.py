@@ -37,8 +37,12 @@ def build_task_message(
     task_id=str(envelope.job_id), queue=envelope.queue)`."""
     task_id = str(envelope.job_id)
     kwargs = {ENVELOPE_KWARG: envelope.model_dump(mode="json")}
-    body: list[Any] = [[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
-    headers = {
+    body: list[Any] = [
+        [],
+        kwargs,
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    ]
+    headers: dict[str, Any] = {
         "lang": "py",
         "task": envelope.task,
         "id": task_id,

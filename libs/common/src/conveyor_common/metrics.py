@@ -20,7 +20,9 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
-    "conveyor_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+    "conveyor_http_requests_total",
+    "HTTP requests answered",
+    ["service", "method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
     "conveyor_http_request_duration_seconds",
@@ -28,9 +30,7 @@ HTTP_LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-JOBS_SUBMITTED = Counter(
-    "conveyor_jobs_submitted_total", "Jobs accepted", ["task", "queue"]
-)
+JOBS_SUBMITTED = Counter("conveyor_jobs_submitted_total", "Jobs accepted", ["task", "queue"])
 JOBS_STARTED = Counter("conveyor_jobs_started_total", "Attempts started", ["task", "queue"])
 JOBS_FINISHED = Counter(
     "conveyor_jobs_finished_total", "Jobs that reached a final status", ["task", "queue", "status"]

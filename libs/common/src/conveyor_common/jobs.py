@@ -101,7 +101,9 @@ class JobRead(BaseModel):
     queue: str
     priority: int
     args: dict[str, Any]
-    attempts: int = Field(description="Attempts started so far.")
+    attempts: int = Field(
+        description="Number of the current (latest published) attempt; 0 before the first."
+    )
     max_attempts: int
     timeout_seconds: int
     tags: list[str]

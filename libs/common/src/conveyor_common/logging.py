@@ -16,9 +16,11 @@ SECRET_KEY_PATTERN = re.compile(
     r"(pass(word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|dsn|cookie)",
     re.IGNORECASE,
 )
-# user:password@ in a URL/DSN
+# user:password@ in a URL/DSN. The lookbehind lets a match start only where a scheme can begin;
+# without it a long run of scheme characters (a base64 blob, a hex digest) costs quadratic time.
 _DSN_PASSWORD = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@", re.I
+    r"(?P<scheme>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@",
+    re.I,
 )
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _API_KEY = re.compile(r"\bcvk_[A-Za-z0-9]+_[A-Za-z0-9_-]+")

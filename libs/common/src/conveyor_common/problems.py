@@ -156,7 +156,9 @@ def problem_responses(*errors: type[ConveyorError]) -> dict[int | str, dict[str,
         err.status: {
             "model": Problem,
             "description": err.title,
-            "content": {PROBLEM_CONTENT_TYPE: {}},
+            # FastAPI puts `model` under application/json only; the schema is repeated under
+            # the media type the problems are actually served as.
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for err in errors
     }

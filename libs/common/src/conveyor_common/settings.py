@@ -19,10 +19,17 @@ TENANT_HEADER = "X-Conveyor-Tenant"
 SCOPES_HEADER = "X-Conveyor-Scopes"
 
 
+# Every settings class carries the same config: pydantic merges `model_config` across bases in
+# order, so a mixin left with BaseSettings' defaults would reset `env_prefix` to "" in
+# `class Settings(BaseServiceSettings, RedisSettings)` and every CONVEYOR_* variable would be
+# silently ignored.
+SETTINGS_CONFIG = SettingsConfigDict(
+    env_prefix="CONVEYOR_", env_file=None, extra="ignore", secrets_dir=None
+)
+
+
 class BaseServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CONVEYOR_", env_file=None, extra="ignore", secrets_dir=None
-    )
+    model_config = SETTINGS_CONFIG
 
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
@@ -59,6 +66,8 @@ class BaseServiceSettings(BaseSettings):
 
 
 class RedisSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     # Prefix of every key, stream and queue in Redis (see redis_keys.RedisKeys).
     redis_namespace: str = "conveyor"
@@ -67,10 +76,14 @@ class RedisSettings(BaseSettings):
 
 
 class PostgresSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
     database_url: SecretStr = SecretStr("sqlite+aiosqlite:///.conveyor/conveyor.db")
     database_pool_size: int = 10
 
 
 class CelerySettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
     result_ttl_seconds: int = 86_400
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS

@@ -1,0 +1,17 @@
+"""Request dependencies: what the lifespan put on `app.state`, and the call context."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api_gateway.jobs.service import JobsGateway
+
+
+def get_jobs_gateway(request: Request) -> JobsGateway:
+    jobs: JobsGateway = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobsGateway, Depends(get_jobs_gateway)]

@@ -1,0 +1,161 @@
+"""`/v1/jobs`: submit, read, list and fetch results. Thin: authenticate, validate, delegate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime
+
+from api_gateway.auth import Reader, Writer, call_context
+from api_gateway.deps import JobsDep
+from api_gateway.errors import JobCancelled, JobFailed, JobNotFinished, ResultExpired
+from api_gateway.responses import AUTHENTICATED_ROUTE_PROBLEMS, relay
+from conveyor_common import limits
+from conveyor_common.jobs import (
+    BatchCreate,
+    BatchRead,
+    JobCreate,
+    JobList,
+    JobRead,
+    JobResult,
+    QueueName,
+    TaskName,
+)
+from conveyor_common.problems import (
+    Conflict,
+    InvalidRequest,
+    JobNotFound,
+    MalformedBody,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    problem_responses,
+)
+from conveyor_common.statuses import JobStatus
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+_SUBMIT_PROBLEMS = (
+    *AUTHENTICATED_ROUTE_PROBLEMS,
+    MalformedBody,
+    InvalidRequest,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",  # visible ASCII: it travels in headers and logs
+        description="Submitting again with the same key returns the job already accepted.",
+    ),
+]
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobRead,
+    responses=problem_responses(*_SUBMIT_PROBLEMS),
+    summary="Submit a job",
+)
+async def submit_job(
+    job: JobCreate,
+    principal: Writer,
+    jobs: JobsDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    ctx = call_context(request, principal.tenant_id)
+    relayed = await jobs.submit(job, ctx, idempotency_key)
+    return relay(relayed, {"Location": f"/v1/jobs/{relayed.model.id}"})
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=202,
+    response_model=BatchRead,
+    responses=problem_responses(*_SUBMIT_PROBLEMS),
+    summary="Submit up to 1,000 jobs in one transaction",
+)
+async def submit_batch(
+    batch: BatchCreate, principal: Writer, jobs: JobsDep, request: Request
+) -> Response:
+    return relay(await jobs.submit_batch(batch, call_context(request, principal.tenant_id)))
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=problem_responses(*AUTHENTICATED_ROUTE_PROBLEMS, InvalidRequest),
+    summary="List jobs, newest first, in keyset pages",
+)
+async def list_jobs(
+    principal: Reader,
+    jobs: JobsDep,
+    request: Request,
+    status: JobStatus | None = None,
+    task: Annotated[TaskName | None, Query()] = None,
+    queue: Annotated[QueueName | None, Query()] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = limits.DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> Response:
+    params: dict[str, str] = {"limit": str(limit)}
+    if status is not None:
+        params["status"] = status.value
+    if task is not None:
+        params["task"] = task
+    if queue is not None:
+        params["queue"] = queue
+    if created_after is not None:
+        params["created_after"] = created_after.isoformat()
+    if created_before is not None:
+        params["created_before"] = created_before.isoformat()
+    if cursor is not None:
+        params["cursor"] = cursor
+    return relay(await jobs.list(params, call_context(request, principal.tenant_id)))
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobRead,
+    responses=problem_responses(*AUTHENTICATED_ROUTE_PROBLEMS, JobNotFound, InvalidRequest),
+    summary="Read a job",
+)
+async def get_job(
+    job_id: uuid.UUID, principal: Reader, jobs: JobsDep, request: Request
+) -> Response:
+    return relay(await jobs.get(job_id, call_context(request, principal.tenant_id)))
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_model=JobResult,
+    responses=problem_responses(
+        *AUTHENTICATED_ROUTE_PROBLEMS,
+        JobNotFound,
+        JobNotFinished,
+        JobFailed,
+        JobCancelled,
+        ResultExpired,
+        InvalidRequest,
+    ),
+    summary="Read a succeeded job's result",
+    description=(
+        "`404` unknown job; `409 job-not-finished` while it runs; `409 job-failed` or "
+        "`409 job-cancelled` with the job's error; `410 result-expired` when the job "
+        "succeeded but its result is no longer stored."
+    ),
+)
+async def get_job_result(
+    job_id: uuid.UUID, principal: Reader, jobs: JobsDep, request: Request
+) -> Response:
+    return relay(await jobs.result(job_id, call_context(request, principal.tenant_id)))

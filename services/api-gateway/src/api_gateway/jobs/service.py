@@ -1,0 +1,116 @@
+"""What each `/v1/jobs` route asks of job-service and result-service.
+
+Upstream answers are checked against the public models and then relayed as the bytes upstream
+sent, so the gateway adds no re-serialisation to a 1,000-job batch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from api_gateway.errors import JobCancelled, JobFailed, JobNotFinished, ResultExpired
+from api_gateway.upstream import CallContext, Upstream, UpstreamProblem
+from conveyor_common.catalog import TaskCatalog
+from conveyor_common.jobs import BatchCreate, BatchRead, JobCreate, JobList, JobRead, JobResult
+from conveyor_common.problems import PROBLEM_TYPE_PREFIX
+from conveyor_common.statuses import JobStatus
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_RESULT_NOT_FOUND = PROBLEM_TYPE_PREFIX + "result-not-found"
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed(Generic[ModelT]):
+    """An upstream JSON body (already checked against its model) and the status to answer."""
+
+    status: int
+    content: bytes
+    model: ModelT
+
+
+class JobsGateway:
+    def __init__(self, job_service: Upstream, result_service: Upstream) -> None:
+        self.job_service = job_service
+        self.result_service = result_service
+
+    def _relay(
+        self,
+        upstream: Upstream,
+        response: httpx.Response,
+        model: type[ModelT],
+        *expected: int,
+    ) -> Relayed[ModelT]:
+        upstream.check(response, *expected)
+        parsed = upstream.parse(response, model)
+        return Relayed(response.status_code, response.content, parsed)
+
+    async def submit(
+        self, job: JobCreate, ctx: CallContext, idempotency_key: str | None
+    ) -> Relayed[JobRead]:
+        headers = {IDEMPOTENCY_KEY_HEADER: idempotency_key} if idempotency_key else None
+        response = await self.job_service.request(
+            "POST", "/internal/v1/jobs", ctx, content=_json(job), headers=headers
+        )
+        # 200 as well as 202: job-service may answer a replayed idempotency key with the job
+        # it already accepted.
+        return self._relay(self.job_service, response, JobRead, 200, 201, 202)
+
+    async def submit_batch(self, batch: BatchCreate, ctx: CallContext) -> Relayed[BatchRead]:
+        response = await self.job_service.request(
+            "POST", "/internal/v1/jobs/batch", ctx, content=_json(batch)
+        )
+        return self._relay(self.job_service, response, BatchRead, 200, 201, 202)
+
+    async def get(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
+        response = await self.job_service.request("GET", f"/internal/v1/jobs/{job_id}", ctx)
+        return self._relay(self.job_service, response, JobRead, 200)
+
+    async def list(self, params: Mapping[str, str], ctx: CallContext) -> Relayed[JobList]:
+        response = await self.job_service.request("GET", "/internal/v1/jobs", ctx, params=params)
+        return self._relay(self.job_service, response, JobList, 200)
+
+    async def tasks(self, ctx: CallContext) -> Relayed[TaskCatalog]:
+        response = await self.job_service.request("GET", "/internal/v1/tasks", ctx)
+        return self._relay(self.job_service, response, TaskCatalog, 200)
+
+    async def result(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobResult]:
+        """job-service is the record of whether the job exists, is the tenant's, and finished;
+        the result backend is asked only for a job that succeeded (docs/decisions/0006)."""
+        job = (await self.get(job_id, ctx)).model
+        error = {"error": job.error.model_dump()} if job.error else None
+        if job.status == JobStatus.FAILED:
+            raise JobFailed(_error_detail(job, "failed"), extra=error)
+        if job.status == JobStatus.CANCELLED:
+            raise JobCancelled(_error_detail(job, "was cancelled"), extra=error)
+        if job.status != JobStatus.SUCCEEDED:
+            raise JobNotFinished(
+                f"The job is {job.status}; its result exists once it has succeeded.",
+                extra={"status": str(job.status)},
+            )
+        response = await self.result_service.request("GET", f"/internal/v1/results/{job_id}", ctx)
+        try:
+            return self._relay(self.result_service, response, JobResult, 200)
+        except UpstreamProblem as problem:
+            if problem.status == 404 and problem.body.get("type") == _RESULT_NOT_FOUND:
+                raise ResultExpired(
+                    "The job succeeded, but its result has expired from the result backend."
+                ) from problem
+            raise
+
+
+def _json(model: BaseModel) -> bytes:
+    # Only what the client set: job-service applies the task's defaults itself.
+    return model.model_dump_json(exclude_unset=True).encode()
+
+
+def _error_detail(job: JobRead, what: str) -> str:
+    if job.error is None:
+        return f"The job {what}."
+    return f"The job {what}: {job.error.type}."

@@ -1,0 +1,36 @@
+"""Turning a relayed upstream body into this request's response, and the problems every
+authenticated route may answer (declared so OpenAPI shows them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi.responses import Response
+
+from api_gateway.jobs.service import Relayed
+from conveyor_common.problems import (
+    BadGateway,
+    ConveyorError,
+    Forbidden,
+    GatewayTimeout,
+    ServiceUnavailable,
+    Unauthorized,
+)
+
+AUTHENTICATED_ROUTE_PROBLEMS: tuple[type[ConveyorError], ...] = (
+    Unauthorized,
+    Forbidden,
+    BadGateway,
+    ServiceUnavailable,
+    GatewayTimeout,
+)
+
+
+def relay(relayed: Relayed[Any], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        content=relayed.content,
+        status_code=relayed.status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )

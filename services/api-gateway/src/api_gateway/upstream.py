@@ -1,0 +1,191 @@
+"""Calls to job-service and result-service: pooled clients, the internal headers, and the one
+mapping from what went wrong upstream to what the client is told.
+
+- Upstream problem+json answers are relayed with their status and body (`UpstreamProblem`).
+- Nothing listening, or no connection to be had in time: 503 with `Retry-After`.
+- Connected but no answer within the read timeout: 504.
+- Anything else (a dropped connection, a non-problem error, a body outside the contract): 502.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from conveyor_common.problems import (
+    PROBLEM_CONTENT_TYPE,
+    BadGateway,
+    GatewayTimeout,
+    ServiceUnavailable,
+)
+from conveyor_common.settings import INTERNAL_TOKEN_HEADER, TENANT_HEADER
+from conveyor_common.web import REQUEST_ID_HEADER
+
+log = structlog.get_logger("api_gateway.upstream")
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Headers a client may send that mean something end to end and are passed on as they are.
+PASSED_THROUGH_HEADERS = ("traceparent", "tracestate")
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who a call is made for: set on every upstream request."""
+
+    request_id: str | None
+    tenant_id: str | None = None
+    passthrough: tuple[tuple[str, str], ...] = ()
+
+
+class UpstreamProblem(Exception):
+    """A problem+json answer from upstream, relayed to the client with its status and body."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: Mapping[str, str]) -> None:
+        super().__init__(body.get("title") or f"upstream answered {status}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers)
+
+
+# Response headers worth relaying with a problem: they tell the client what to do next.
+_RELAYED_PROBLEM_HEADERS = ("retry-after", "www-authenticate")
+
+
+def make_http_client(
+    base_url: str,
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    write_timeout: float,
+    pool_timeout: float,
+    max_connections: int,
+    max_keepalive: int,
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive,
+            # Shorter than uvicorn's 5 s keep-alive, so we drop an idle connection before the
+            # server does instead of writing a request into one it is closing.
+            keepalive_expiry=4.0,
+        ),
+        # Upstream URLs are internal; never pick up a proxy from the environment.
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+class Upstream:
+    """One internal service, with the internal token and the caller's context on every call."""
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        internal_token: SecretStr,
+        retry_after_seconds: int,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self._token = internal_token.get_secret_value()
+        self._retry_after = retry_after_seconds
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        ctx: CallContext,
+        *,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | float | None = None,
+    ) -> httpx.Response:
+        sent: dict[str, str] = {INTERNAL_TOKEN_HEADER: self._token, **dict(ctx.passthrough)}
+        if ctx.request_id:
+            sent[REQUEST_ID_HEADER] = ctx.request_id
+        if ctx.tenant_id:
+            sent[TENANT_HEADER] = ctx.tenant_id
+        if content is not None:
+            sent["Content-Type"] = "application/json"
+        if headers:
+            sent.update(headers)
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            return await self.client.request(
+                method, path, content=content, params=params, headers=sent, **extra
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            log.warning("upstream.unavailable", upstream=self.name, error=type(exc).__name__)
+            raise ServiceUnavailable(
+                f"The {self.name} is unavailable.", retry_after=self._retry_after
+            ) from exc
+        except httpx.TimeoutException as exc:
+            log.warning("upstream.timeout", upstream=self.name, error=type(exc).__name__)
+            raise GatewayTimeout(f"The {self.name} did not answer in time.") from exc
+        except httpx.HTTPError as exc:
+            log.warning("upstream.failed", upstream=self.name, error=type(exc).__name__)
+            raise BadGateway(f"The {self.name} failed to answer.") from exc
+
+    def check(self, response: httpx.Response, *expected: int) -> httpx.Response:
+        """Returns the response if its status is one of `expected`; else raises what the client
+        should see: the upstream problem itself, or a 502."""
+        if response.status_code in expected:
+            return response
+        problem = _problem_body(response)
+        if response.status_code == 401:
+            # Our own internal token was refused: a deployment error the client can do nothing
+            # about, so it must not look like "your API key is wrong".
+            log.error("upstream.internal_token_refused", upstream=self.name)
+            raise BadGateway(f"The {self.name} refused the gateway's credentials.")
+        if problem is not None:
+            relayed = {
+                k: v for k, v in response.headers.items() if k.lower() in _RELAYED_PROBLEM_HEADERS
+            }
+            raise UpstreamProblem(response.status_code, problem, relayed)
+        log.error(
+            "upstream.unexpected_answer",
+            upstream=self.name,
+            status=response.status_code,
+            content_type=response.headers.get("content-type"),
+        )
+        raise BadGateway(f"The {self.name} answered {response.status_code} unexpectedly.")
+
+    def parse(self, response: httpx.Response, model: type[ModelT]) -> ModelT:
+        """The response body as `model`; a body outside the contract is the upstream's fault."""
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            log.error(
+                "upstream.contract_violation",
+                upstream=self.name,
+                model=model.__name__,
+                # Locations and messages only: the values may be tenants' data.
+                errors=[(".".join(map(str, e["loc"])), e["type"]) for e in exc.errors()][:10],
+            )
+            raise BadGateway(f"The {self.name} answered outside its contract.") from exc
+
+
+def _problem_body(response: httpx.Response) -> dict[str, Any] | None:
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != PROBLEM_CONTENT_TYPE:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+        return None
+    return body

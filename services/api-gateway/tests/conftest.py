@@ -1,0 +1,327 @@
+"""The gateway under test runs in-process (httpx.ASGITransport, lifespan running); job-service
+and result-service are played by a small FastAPI double of their internal contract, served by
+a real uvicorn on a free port so connection refusals and timeouts are real."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from api_gateway.app import create_app
+from api_gateway.config import Settings
+from conveyor_common.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+from conveyor_common.settings import INTERNAL_TOKEN_HEADER, TENANT_HEADER
+from conveyor_testing.ports import free_port
+
+INTERNAL_TOKEN = "gateway-test-internal-token"
+WRITE_KEY = "cvk_write1_" + "w" * 43
+READ_KEY = "cvk_read01_" + "r" * 43
+FULL_KEY = "cvk_full01_" + "f" * 43
+OTHER_TENANT_KEY = "cvk_other1_" + "o" * 43
+KEYS: dict[str, dict[str, Any]] = {
+    WRITE_KEY: {"tenant_id": "acme", "scopes": ["jobs:write"], "key_id": "k-write"},
+    READ_KEY: {"tenant_id": "acme", "scopes": ["jobs:read"], "key_id": "k-read"},
+    FULL_KEY: {"tenant_id": "acme", "scopes": ["jobs:write", "jobs:read"], "key_id": "k-full"},
+    OTHER_TENANT_KEY: {"tenant_id": "globex", "scopes": ["jobs:read"], "key_id": "k-other"},
+}
+CATALOG = {
+    "tasks": [
+        {
+            "name": "echo",
+            "description": "Returns its arguments.",
+            "input_schema": {"type": "object"},
+            "defaults": {"queue": "default", "timeout_seconds": 300, "max_attempts": 3},
+        }
+    ]
+}
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    headers: dict[str, str]
+    params: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class DoubleState:
+    """What the double answers and what it was asked; reset before every test."""
+
+    calls: list[Call] = field(default_factory=list)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> JobRead JSON
+    owners: dict[str, str] = field(default_factory=dict)  # id -> tenant
+    results: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=dict)
+    delay_seconds: float = 0.0  # applied to every route but auth/verify and /healthz
+    healthz_status: int = 200
+    # Refuse the internal token on every route but auth/verify (a rotated token, say).
+    refuse_token_on_data_routes: bool = False
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.jobs.clear()
+        self.owners.clear()
+        self.results.clear()
+        self.delay_seconds = 0.0
+        self.healthz_status = 200
+        self.refuse_token_on_data_routes = False
+
+    def calls_to(self, path: str) -> list[Call]:
+        return [c for c in self.calls if c.path == path]
+
+    def add_job(self, tenant: str, status: str = "QUEUED", **fields: Any) -> str:
+        job = job_json("echo", {}, status=status, **fields)
+        self.jobs[job["id"]] = job
+        self.owners[job["id"]] = tenant
+        return str(job["id"])
+
+
+def job_json(
+    task: str, args: dict[str, Any], *, status: str = "PENDING", **fields: Any
+) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "task": task,
+        "status": status,
+        "queue": "default",
+        "priority": 0,
+        "args": args,
+        "attempts": 0,
+        "max_attempts": 3,
+        "timeout_seconds": 300,
+        "tags": [],
+        "metadata": {},
+        "idempotency_key": None,
+        "error": None,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    job.update(fields)
+    return job
+
+
+def problem(status: int, slug: str, detail: str, **members: Any) -> JSONResponse:
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + slug,
+        "title": slug.replace("-", " "),
+        "status": status,
+        "detail": detail,
+        **members,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE)
+
+
+def build_double(state: DoubleState) -> FastAPI:
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def record_and_guard(request: Request, call_next: Any) -> Response:
+        body = await request.body()
+        state.calls.append(
+            Call(
+                request.method,
+                request.url.path,
+                dict(request.headers),
+                dict(request.query_params),
+                body,
+            )
+        )
+        if request.url.path == "/healthz":
+            return Response(status_code=state.healthz_status)
+        refused = (
+            state.refuse_token_on_data_routes and request.url.path != "/internal/v1/auth/verify"
+        )
+        if request.headers.get(INTERNAL_TOKEN_HEADER) != INTERNAL_TOKEN or refused:
+            return problem(401, "unauthorized", "gateway only")
+        if state.delay_seconds and request.url.path != "/internal/v1/auth/verify":
+            await asyncio.sleep(state.delay_seconds)
+        response: Response = await call_next(request)
+        return response
+
+    def tenant(request: Request) -> str:
+        return request.headers[TENANT_HEADER]
+
+    @app.post("/internal/v1/auth/verify")
+    async def verify(request: Request) -> Response:
+        key = (await request.json())["key"]
+        if key not in KEYS:
+            return problem(401, "unauthorized", "unknown key")
+        return JSONResponse(KEYS[key])
+
+    @app.post("/internal/v1/jobs")
+    async def submit(request: Request) -> Response:
+        body = await request.json()
+        task = body["task"]
+        if task == "unknown-task":
+            return problem(422, "unknown-task", "No such task.", extra={"known_tasks": ["echo"]})
+        if task == "crash":
+            return PlainTextResponse("Internal Server Error", status_code=500)
+        if task == "garbage":
+            return JSONResponse({"unexpected": True}, status_code=202)
+        if task == "problem-500":
+            return problem(500, "internal-error", "job-service broke")
+        job = job_json(
+            task, body.get("args", {}), idempotency_key=request.headers.get("idempotency-key")
+        )
+        state.jobs[job["id"]] = job
+        state.owners[job["id"]] = tenant(request)
+        return JSONResponse(
+            job, status_code=202, headers={"Location": f"/internal/v1/jobs/{job['id']}"}
+        )
+
+    @app.post("/internal/v1/jobs/batch")
+    async def submit_batch(request: Request) -> Response:
+        body = await request.json()
+        jobs = [job_json(j["task"], j.get("args", {})) for j in body["jobs"]]
+        return JSONResponse({"jobs": jobs}, status_code=202)
+
+    @app.get("/internal/v1/jobs/{job_id}")
+    async def get_job(job_id: str, request: Request) -> Response:
+        if state.owners.get(job_id) != tenant(request):
+            return problem(404, "job-not-found", "No such job.", extra={"job_id": job_id})
+        return JSONResponse(state.jobs[job_id])
+
+    @app.get("/internal/v1/jobs")
+    async def list_jobs(request: Request) -> Response:
+        mine = [j for i, j in state.jobs.items() if state.owners[i] == tenant(request)]
+        return JSONResponse({"items": mine, "next_cursor": "next-page"})
+
+    @app.get("/internal/v1/tasks")
+    async def tasks() -> Response:
+        return JSONResponse(CATALOG)
+
+    @app.get("/internal/v1/results/{job_id}")
+    async def result(job_id: str) -> Response:
+        if job_id not in state.results:
+            return problem(404, "result-not-found", "No stored result for this job.")
+        status, body, headers = state.results[job_id]
+        media = "application/json" if status == 200 else PROBLEM_CONTENT_TYPE
+        return JSONResponse(body, status_code=status, media_type=media, headers=headers)
+
+    return app
+
+
+class ThreadedServer:
+    """A real uvicorn serving `app` from a thread of the test process."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
+            lifespan="off", ws="none", http="h11", loop="asyncio", timeout_graceful_shutdown=1,
+        )  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="upstream-double", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the upstream double did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def double_state() -> DoubleState:
+    return DoubleState()
+
+
+@pytest.fixture(scope="session")
+def upstream_double(double_state: DoubleState) -> Iterator[ThreadedServer]:
+    server = ThreadedServer(build_double(double_state)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def double(double_state: DoubleState, upstream_double: ThreadedServer) -> DoubleState:
+    double_state.reset()
+    return double_state
+
+
+@pytest.fixture
+def make_settings(upstream_double: ThreadedServer) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "environment": "test",
+            "internal_token": INTERNAL_TOKEN,
+            "job_service_url": upstream_double.url,
+            "result_service_url": upstream_double.url,
+            # Generous, so a loaded test machine never turns an answer into a 504; the timeout
+            # test sets its own short one.
+            "upstream_read_timeout": 5.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+GatewayFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def open_gateway(make_settings: Callable[..., Settings]) -> GatewayFactory:
+    @asynccontextmanager
+    async def open_(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(make_settings(**overrides))
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+            ) as client:
+                client.app = app  # type: ignore[attr-defined]  # for tests that reach into state
+                yield client
+
+    return open_
+
+
+@pytest.fixture
+async def gateway(
+    open_gateway: GatewayFactory, double: DoubleState
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_gateway() as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Keys:
+    write: str = WRITE_KEY
+    read: str = READ_KEY
+    full: str = FULL_KEY
+    other_tenant: str = OTHER_TENANT_KEY
+    internal_token: str = INTERNAL_TOKEN
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    """The API keys the double knows, and the internal token the gateway must present."""
+    return Keys()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port nothing listens on: connections to it are refused."""
+    return free_port()

@@ -1,0 +1,123 @@
+"""Engine and session helpers, and the one unit of work per request.
+
+`SessionDep` commits when the endpoint returned and rolls back when it raised; services and
+repositories only `flush()`. Work that must happen after the commit (waking the outbox relay)
+is registered with `after_commit` and run by the dependency once the commit succeeded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from job_service.config import CONNECTION_NAME, Settings
+
+_AFTER_COMMIT_KEY = "conveyor_after_commit"
+
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def async_database_url(url: str) -> URL:
+    """The URL with an async driver: `postgresql://` becomes `postgresql+asyncpg://`."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def is_sqlite(url: URL | str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return build_engine(
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )
+
+
+def build_engine(
+    database_url: str, *, pool_size: int = 5, sqlite_busy_timeout_ms: int = 10_000
+) -> AsyncEngine:
+    url = async_database_url(database_url)
+    if is_sqlite(url):
+        engine = create_async_engine(url, hide_parameters=True)
+        _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        return engine
+    return create_async_engine(
+        url,
+        # Job arguments may carry secrets: keep them out of exception messages and logs.
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1_800,
+        connect_args={
+            "server_settings": {"application_name": CONNECTION_NAME},
+            "timeout": 5,
+            "command_timeout": 30,
+        },
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own BEGIN handling is off so we can say BEGIN IMMEDIATE ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred transaction that reads then writes can't wait
+        # for the lock (SQLITE_BUSY at once), while BEGIN IMMEDIATE waits up to busy_timeout.
+        # SQLite has no SELECT ... FOR UPDATE; this is what serialises the relay, the event
+        # reader and the promoter there.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Runs `callback` once the request's unit of work has committed (never on rollback)."""
+    session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+        for callback in session.info.pop(_AFTER_COMMIT_KEY, []):
+            callback()
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is the
+# client's error response rather than a 202 for a job that does not exist.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,38 @@
+"""`Annotated` dependencies that read what the lifespan put on `app.state`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+
+from job_service.config import Settings
+from job_service.outbox import OutboxRelay
+from job_service.tasks.catalog import CatalogCache
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+def get_catalog(request: Request) -> CatalogCache:
+    catalog: CatalogCache = request.app.state.catalog
+    return catalog
+
+
+def get_relay(request: Request) -> OutboxRelay:
+    relay: OutboxRelay = request.app.state.relay
+    return relay
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+CatalogDep = Annotated[CatalogCache, Depends(get_catalog)]
+RelayDep = Annotated[OutboxRelay, Depends(get_relay)]

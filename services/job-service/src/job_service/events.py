@@ -1,0 +1,385 @@
+"""The lifecycle-stream reader: applies workers' events to job rows.
+
+Reads `RedisKeys.events_stream` with the consumer group `job-service` (one consumer per process,
+`<hostname>-<pid>`), applies each batch in ONE transaction and a constant number of statements
+(lock the affected jobs, run the state machine in Python, one executemany UPDATE, one multi-row
+INSERT of history), commits, then XACKs and XDELs the entries in one pipeline so the stream
+stays bounded. Entries a dead reader left pending are taken over with XAUTOCLAIM.
+
+Nothing is lost or applied twice: an entry is acknowledged only after its batch committed, and
+re-applying one (a crash between commit and ack) changes nothing because the state machine is
+idempotent and history is unique per (job, attempt, type)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conveyor_common import limits, metrics
+from conveyor_common.events import LifecycleEvent
+from conveyor_common.redis_keys import RedisKeys
+from conveyor_common.statuses import JobStatus
+from job_service.background import BackgroundLoop, backoff_delay
+from job_service.clock import utcnow
+from job_service.jobs.repository import JobRepository
+from job_service.jobs.state_machine import BackoffPolicy, JobState, apply_event
+from job_service.metrics import EVENTS_APPLIED, JOB_QUEUE_WAIT, JOB_RUN_DURATION
+
+log = structlog.get_logger("job_service.events")
+
+StreamEntry = tuple[Any, Any]  # (entry id, fields or None for an entry deleted meanwhile)
+T = TypeVar("T")
+
+# Attempts are stored as 32-bit integers.
+_MAX_ATTEMPT = 2**31 - 1
+# Consumers with nothing pending and idle this long are removed from the group.
+_DEAD_CONSUMER_IDLE_MS = 3_600_000
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class _Outcome:
+    """Metric observations of one batch, recorded only after it committed."""
+
+    started: list[tuple[str, str, float | None]] = field(default_factory=list)
+    finished: list[tuple[str, str, str, float | None]] = field(default_factory=list)
+    applied: int = 0
+
+    def record(self) -> None:
+        for task, queue, wait in self.started:
+            metrics.JOBS_STARTED.labels(task, queue).inc()
+            if wait is not None:
+                JOB_QUEUE_WAIT.labels(task, queue).observe(max(wait, 0.0))
+        for task, queue, status, run in self.finished:
+            metrics.JOBS_FINISHED.labels(task, queue, status).inc()
+            if run is not None:
+                JOB_RUN_DURATION.labels(task, queue).observe(max(run, 0.0))
+        EVENTS_APPLIED.inc(self.applied)
+
+
+class EventReader(BackgroundLoop):
+    name = "event-reader"
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: RedisKeys,
+        *,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        block_ms: int = 1_000,
+        claim_idle_ms: int = 30_000,
+        claim_interval_seconds: float = 10.0,
+        backoff_max_seconds: float = 5.0,
+        retry_backoff: BackoffPolicy | None = None,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__()
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._stream = keys.events_stream
+        self._group = keys.events_group
+        self.consumer = consumer or consumer_name()
+        self._batch_size = batch_size
+        self._block_ms = block_ms
+        self._claim_idle_ms = claim_idle_ms
+        self._claim_interval = claim_interval_seconds
+        self._backoff_max = backoff_max_seconds
+        self._retry_backoff = retry_backoff or BackoffPolicy()
+        self._jitter = jitter
+        self._clock = clock
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        failures = 0
+        # Our own pending entries first: a batch whose apply failed is retried before new ones.
+        pending_first = True
+        next_claim = 0.0
+        group_ready = False
+        while not self.stopping:
+            try:
+                if not group_ready:
+                    await self.ensure_group()
+                    group_ready = True
+                if time.monotonic() >= next_claim:
+                    await self.reclaim_once()
+                    next_claim = time.monotonic() + self._claim_interval
+                if pending_first:
+                    pending_first = await self.read_once(pending=True) > 0
+                else:
+                    await self.read_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    group_ready = False  # Redis lost the stream (restart without persistence)
+                failures += 1
+                pending_first = True
+                delay = backoff_delay(failures, cap=self._backoff_max)
+                log.warning(
+                    "events.read_failed",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                    failures=failures,
+                    retry_in=round(delay, 2),
+                )
+                await self.sleep(delay)
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(self._stream, self._group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_once(self, *, pending: bool = False, block_ms: int | None = None) -> int:
+        """Reads and applies one batch: new entries (blocking up to `block_ms`), or with
+        `pending` this consumer's own unacknowledged ones. Returns how many it handled."""
+        response = await self._until_stopped(
+            self._xreadgroup(
+                "0" if pending else ">",
+                block=None if pending else (self._block_ms if block_ms is None else block_ms),
+            )
+        )
+        if not response:
+            return 0
+        # RESP2 answers [[stream, entries]]; RESP3 {stream: entries}.
+        entries: list[StreamEntry] = list(
+            next(iter(response.values())) if isinstance(response, dict) else response[0][1]
+        )
+        await self.apply_entries(entries)
+        return len(entries)
+
+    async def _xreadgroup(self, start: str, *, block: int | None) -> Any:
+        return await self._redis.xreadgroup(
+            self._group, self.consumer, {self._stream: start}, count=self._batch_size, block=block
+        )
+
+    async def reclaim_once(self) -> int:
+        """Takes over entries other (dead) consumers left pending longer than the idle limit,
+        applies them, and forgets consumers that have been gone for long."""
+        handled = 0
+        start: Any = "0-0"
+        for _ in range(100):  # bounded: at most 100 batches per round
+            reply = await self._redis.xautoclaim(
+                self._stream,
+                self._group,
+                self.consumer,
+                min_idle_time=self._claim_idle_ms,
+                start_id=start,
+                count=self._batch_size,
+            )
+            start, entries = reply[0], list(reply[1])
+            if entries:
+                log.info("events.reclaimed", entries=len(entries))
+                await self.apply_entries(entries)
+                handled += len(entries)
+            if start in (b"0-0", "0-0") or not entries:
+                break
+        await self._forget_dead_consumers()
+        return handled
+
+    async def _forget_dead_consumers(self) -> None:
+        consumers = await self._redis.xinfo_consumers(self._stream, self._group)
+        for info in consumers:
+            name = info["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if (
+                name != self.consumer
+                and int(info.get("pending", 0)) == 0
+                and int(info.get("idle", 0)) > _DEAD_CONSUMER_IDLE_MS
+            ):
+                await self._redis.xgroup_delconsumer(self._stream, self._group, name)
+
+    async def _until_stopped(self, coro: Coroutine[Any, Any, T]) -> T | None:
+        """Awaits `coro` unless a stop is requested first (a blocking read can take a second)."""
+        task = asyncio.ensure_future(coro)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return None
+
+    # --- applying -------------------------------------------------------------------------
+
+    async def apply_entries(self, entries: Sequence[StreamEntry]) -> None:
+        """Applies a batch of stream entries, then acknowledges and deletes them."""
+        events: list[LifecycleEvent] = []
+        for entry_id, fields in entries:
+            try:
+                event = LifecycleEvent.from_stream_fields(fields or {})
+                if event.attempt > _MAX_ATTEMPT:
+                    raise ValueError("attempt out of range")
+                events.append(event)
+            except (ValidationError, ValueError) as exc:
+                # A malformed entry can never succeed; acknowledging it keeps the stream moving.
+                log.error("events.unparseable", entry_id=_text(entry_id), error=type(exc).__name__)
+        if events:
+            try:
+                await self.apply_events(events)
+            except (DataError, IntegrityError) as exc:
+                # Not transient: some event in the batch can never be stored. Apply the events one
+                # by one so that one poison entry can't hold back the whole stream.
+                log.error("events.batch_rejected", events=len(events), error=type(exc).__name__)
+                await self._apply_one_by_one(events)
+        ids = [entry_id for entry_id, _ in entries]
+        if ids:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xack(self._stream, self._group, *ids)
+            pipe.xdel(self._stream, *ids)
+            await pipe.execute()
+
+    async def _apply_one_by_one(self, events: Sequence[LifecycleEvent]) -> None:
+        for event in events:
+            try:
+                await self.apply_events([event])
+            except (DataError, IntegrityError) as exc:
+                log.error(
+                    "events.dropped",
+                    job_id=str(event.job_id),
+                    attempt=event.attempt,
+                    type=event.type.value,
+                    error=type(exc).__name__,
+                )
+
+    async def apply_events(self, events: Sequence[LifecycleEvent]) -> None:
+        """Applies events (in stream order) in one transaction."""
+        outcome = _Outcome()
+        now = self._clock()
+        async with self._sessionmaker() as session, session.begin():
+            repository = JobRepository.from_session(session)
+            job_ids = sorted({event.job_id for event in events})
+            rows = {row.id: row for row in await repository.lock_states(job_ids)}
+            states = {job_id: _state_of(row) for job_id, row in rows.items()}
+            changed: set[uuid.UUID] = set()
+            history: dict[tuple[uuid.UUID, int, str], dict[str, Any]] = {}
+            for raw_event in events:
+                event = _normalized(raw_event)
+                row = rows.get(event.job_id)
+                if row is None or row.tenant_id != event.tenant_id:
+                    log.warning(
+                        "events.unknown_job", job_id=str(event.job_id), tenant_id=event.tenant_id
+                    )
+                    continue
+                history.setdefault(
+                    (event.job_id, event.attempt, event.type.value), _history_row(event, now)
+                )
+                before = states[event.job_id]
+                after = apply_event(
+                    before, event, backoff=self._retry_backoff, jitter=self._jitter()
+                )
+                outcome.applied += 1
+                if after is None:
+                    continue
+                states[event.job_id] = after
+                changed.add(event.job_id)
+                _observe(outcome, row, before, after, event)
+            await repository.update_states(
+                [_update_params(job_id, states[job_id], now) for job_id in sorted(changed)]
+            )
+            await repository.insert_events(list(history.values()))
+        outcome.record()
+
+
+def _state_of(row: Any) -> JobState:
+    return JobState(
+        status=JobStatus(row.status),
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        next_attempt_at=row.next_attempt_at,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        traceback=row.traceback,
+    )
+
+
+def _update_params(job_id: uuid.UUID, state: JobState, now: datetime) -> dict[str, Any]:
+    return {
+        "b_id": job_id,
+        "b_status": state.status,
+        "b_attempts": state.attempts,
+        "b_started_at": state.started_at,
+        "b_finished_at": state.finished_at,
+        "b_next_attempt_at": state.next_attempt_at,
+        "b_error_type": state.error_type,
+        "b_error_message": state.error_message,
+        "b_traceback": state.traceback,
+        "b_updated_at": now,
+    }
+
+
+def _history_row(event: LifecycleEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "job_id": event.job_id,
+        "tenant_id": event.tenant_id,
+        "attempt": event.attempt,
+        "type": event.type.value,
+        "at": event.at,
+        "worker": event.worker,
+        "duration_ms": event.duration_ms,
+        "error_type": event.error_type,
+        "error_message": event.error_message,
+        "recorded_at": now,
+    }
+
+
+def _observe(
+    outcome: _Outcome, row: Any, before: JobState, after: JobState, event: LifecycleEvent
+) -> None:
+    if after.status == JobStatus.RUNNING and before.status != JobStatus.RUNNING:
+        wait = (event.at - row.queued_at).total_seconds() if row.queued_at else None
+        outcome.started.append((row.task, row.queue, wait))
+    if after.status.is_final:
+        if event.duration_ms is not None:
+            run: float | None = event.duration_ms / 1000
+        elif after.started_at and after.finished_at:
+            run = (after.finished_at - after.started_at).total_seconds()
+        else:
+            run = None
+        outcome.finished.append((row.task, row.queue, after.status.value, run))
+
+
+def _normalized(event: LifecycleEvent) -> LifecycleEvent:
+    """Naive timestamps are taken as UTC; free-text fields are cut to their column sizes."""
+    update: dict[str, Any] = {}
+    if event.at.tzinfo is None:
+        update["at"] = event.at.replace(tzinfo=UTC)
+    if event.worker is not None and len(event.worker) > limits.MAX_NAME_LENGTH:
+        update["worker"] = event.worker[: limits.MAX_NAME_LENGTH]
+    return event.model_copy(update=update) if update else event
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

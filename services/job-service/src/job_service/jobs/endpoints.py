@@ -1,0 +1,110 @@
+"""`/internal/v1/jobs`: authenticate (internal token, tenant header), parse, call the service."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import AwareDatetime
+
+from conveyor_common import limits
+from conveyor_common.internal import TenantDep
+from conveyor_common.jobs import BatchCreate, BatchRead, JobCreate, JobList, JobRead
+from conveyor_common.problems import (
+    InvalidRequest,
+    JobNotFound,
+    MalformedBody,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+    problem_responses,
+)
+from conveyor_common.statuses import JobStatus
+from job_service.db import SessionDep, after_commit
+from job_service.deps import CatalogDep, RelayDep
+from job_service.jobs.service import JobService
+
+router = APIRouter(prefix="/internal/v1/jobs", tags=["jobs"])
+
+_WRITE_ERRORS = problem_responses(
+    MalformedBody, Unauthorized, PayloadTooLarge, InvalidRequest, ServiceUnavailable
+)
+
+
+def get_job_service(session: SessionDep, catalog: CatalogDep) -> JobService:
+    return JobService(session, catalog)
+
+
+JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": JobRead, "description": "An earlier request with the same key and body"},
+        **_WRITE_ERRORS,
+    },
+)
+async def submit_job(
+    body: JobCreate,
+    tenant: TenantDep,
+    service: JobServiceDep,
+    relay: RelayDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
+            pattern=r"^[\x21-\x7e]+$",
+        ),
+    ] = None,
+) -> JobRead:
+    job, created = await service.submit(tenant, body, idempotency_key=idempotency_key)
+    if created:
+        after_commit(service.session, relay.wake)
+    else:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, responses=_WRITE_ERRORS)
+async def submit_batch(
+    body: BatchCreate, tenant: TenantDep, service: JobServiceDep, relay: RelayDep
+) -> BatchRead:
+    jobs = await service.submit_batch(tenant, body)
+    after_commit(service.session, relay.wake)
+    return BatchRead(jobs=jobs)
+
+
+@router.get("/{job_id}", responses=problem_responses(Unauthorized, JobNotFound))
+async def get_job(job_id: uuid.UUID, tenant: TenantDep, service: JobServiceDep) -> JobRead:
+    return await service.get(tenant, job_id)
+
+
+@router.get("", responses=problem_responses(Unauthorized, InvalidRequest))
+async def list_jobs(
+    tenant: TenantDep,
+    service: JobServiceDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    task: Annotated[str | None, Query(max_length=limits.MAX_NAME_LENGTH)] = None,
+    queue: Annotated[str | None, Query(max_length=limits.MAX_NAME_LENGTH)] = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = limits.DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JobList:
+    return await service.list(
+        tenant,
+        limit=limit,
+        cursor=cursor,
+        status=status_,
+        task=task,
+        queue=queue,
+        created_after=created_after,
+        created_before=created_before,
+    )

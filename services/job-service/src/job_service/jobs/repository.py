@@ -1,0 +1,249 @@
+"""All SQL about jobs, their outbox rows and their history.
+
+Bulk paths are built so their cost in round trips does not grow with the number of rows:
+multi-row INSERTs (SQLAlchemy's "insertmanyvalues", one statement per ~1,000 rows), UPDATEs by
+primary key sent as one executemany, and `IN (...)` selects."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Self, cast
+
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conveyor_common.statuses import JobStatus
+from job_service.models import Job, JobEvent, OutboxEntry
+
+jobs = cast(Table, Job.__table__)
+outbox = cast(Table, OutboxEntry.__table__)
+job_events = cast(Table, JobEvent.__table__)
+
+# Columns the relay needs to build a job's Celery message.
+_PUBLISH_COLUMNS = (
+    jobs.c.id,
+    jobs.c.tenant_id,
+    jobs.c.task,
+    jobs.c.queue,
+    jobs.c.priority,
+    jobs.c.args,
+    jobs.c.status,
+    jobs.c.attempts,
+    jobs.c.timeout_seconds,
+    jobs.c.idempotency_key,
+)
+
+# Columns the event reader needs to run the state machine and label metrics.
+STATE_COLUMNS = (
+    jobs.c.id,
+    jobs.c.tenant_id,
+    jobs.c.task,
+    jobs.c.queue,
+    jobs.c.status,
+    jobs.c.attempts,
+    jobs.c.max_attempts,
+    jobs.c.queued_at,
+    jobs.c.started_at,
+    jobs.c.finished_at,
+    jobs.c.next_attempt_at,
+    jobs.c.error_type,
+    jobs.c.error_message,
+    jobs.c.traceback,
+)
+
+_STATE_UPDATE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        started_at=bindparam("b_started_at"),
+        finished_at=bindparam("b_finished_at"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        error_type=bindparam("b_error_type"),
+        error_message=bindparam("b_error_message"),
+        traceback=bindparam("b_traceback"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+
+
+class JobRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @classmethod
+    def from_session(cls, session: AsyncSession) -> Self:
+        return cls(session)
+
+    @property
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def _insert(self, table: Any) -> Any:
+        """A dialect INSERT, for ON CONFLICT (PostgreSQL and SQLite both have it)."""
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+
+    # --- submission -----------------------------------------------------------------------
+
+    async def insert_jobs(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """One multi-row INSERT per ~1,000 rows (every row must have the same keys)."""
+        if rows:
+            # RETURNING makes SQLAlchemy batch the rows into multi-row VALUES statements
+            # ("insertmanyvalues") instead of one execution per row.
+            await self.session.execute(insert(jobs).returning(jobs.c.id), list(rows))
+
+    async def insert_job_if_absent(self, row: Mapping[str, Any]) -> bool:
+        """Inserts unless (tenant_id, idempotency_key) exists; True when inserted."""
+        stmt = (
+            self._insert(jobs)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=[jobs.c.tenant_id, jobs.c.idempotency_key])
+            .returning(jobs.c.id)
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def insert_outbox(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(insert(outbox).returning(outbox.c.id), list(rows))
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, tenant_id: str, job_id: uuid.UUID) -> Job | None:
+        stmt = select(Job).where(Job.tenant_id == tenant_id, Job.id == job_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        stmt = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        before_id: uuid.UUID | None = None,
+        status: JobStatus | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> Sequence[Job]:
+        """Newest first by id (UUIDv7 sorts by creation time): a keyset page after `before_id`."""
+        stmt = select(Job).where(Job.tenant_id == tenant_id)
+        if before_id is not None:
+            stmt = stmt.where(Job.id < before_id)
+        if status is not None:
+            stmt = stmt.where(Job.status == status)
+        if task is not None:
+            stmt = stmt.where(Job.task == task)
+        if queue is not None:
+            stmt = stmt.where(Job.queue == queue)
+        if created_after is not None:
+            stmt = stmt.where(Job.created_at > created_after)
+        if created_before is not None:
+            stmt = stmt.where(Job.created_at < created_before)
+        stmt = stmt.order_by(Job.id.desc()).limit(limit)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    async def count_outbox(self, job_ids: Sequence[uuid.UUID] | None = None) -> int:
+        stmt = select(func.count()).select_from(outbox)
+        if job_ids is not None:
+            stmt = stmt.where(outbox.c.job_id.in_(list(job_ids)))
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    # --- outbox relay ---------------------------------------------------------------------
+
+    async def claim_outbox(self, limit: int) -> Sequence[Any]:
+        """Outbox rows with their jobs, locked; rows another relay holds are skipped. (SQLite has
+        no row locks: its BEGIN IMMEDIATE transaction already excludes other writers.)"""
+        stmt = (
+            select(outbox.c.id.label("outbox_id"), *_PUBLISH_COLUMNS)
+            .join_from(outbox, jobs, outbox.c.job_id == jobs.c.id)
+            .order_by(outbox.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.execute(stmt)).all()
+
+    async def mark_queued(self, job_ids: Sequence[uuid.UUID], now: datetime) -> int:
+        if not job_ids:
+            return 0
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(list(job_ids)), jobs.c.status == JobStatus.PENDING)
+            .values(
+                status=JobStatus.QUEUED, attempts=jobs.c.attempts + 1, queued_at=now, updated_at=now
+            )
+        )
+        result = await self.session.execute(stmt)
+        return int(getattr(result, "rowcount", 0))
+
+    async def delete_outbox(self, outbox_ids: Sequence[int]) -> None:
+        if outbox_ids:
+            await self.session.execute(delete(outbox).where(outbox.c.id.in_(list(outbox_ids))))
+
+    # --- lifecycle events -----------------------------------------------------------------
+
+    async def lock_states(self, job_ids: Sequence[uuid.UUID]) -> Sequence[Any]:
+        """The jobs' state columns, locked in id order (so two readers can't deadlock)."""
+        if not job_ids:
+            return []
+        stmt = (
+            select(*STATE_COLUMNS)
+            .where(jobs.c.id.in_(list(job_ids)))
+            .order_by(jobs.c.id)
+            .with_for_update()
+        )
+        return (await self.session.execute(stmt)).all()
+
+    async def update_states(self, params: Sequence[Mapping[str, Any]]) -> None:
+        """One executemany of UPDATE-by-id; keys are `b_<column>` (see `_STATE_UPDATE`)."""
+        if params:
+            await self.session.execute(_STATE_UPDATE, list(params))
+
+    async def insert_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """History rows; one already recorded for (job, attempt, type) is left as it is."""
+        if not rows:
+            return
+        stmt = (
+            self._insert(job_events)
+            .on_conflict_do_nothing(
+                index_elements=[job_events.c.job_id, job_events.c.attempt, job_events.c.type]
+            )
+            .returning(job_events.c.id)
+        )
+        await self.session.execute(stmt, list(rows))
+
+    async def list_events(self, job_id: uuid.UUID) -> Sequence[JobEvent]:
+        stmt = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        return (await self.session.execute(stmt)).scalars().all()
+
+    # --- promoter -------------------------------------------------------------------------
+
+    async def lock_due(self, now: datetime, limit: int) -> Sequence[Any]:
+        """SCHEDULED jobs whose run_at passed and RETRYING jobs whose next attempt is due."""
+        stmt = (
+            select(jobs.c.id, jobs.c.tenant_id)
+            .where(
+                or_(
+                    and_(jobs.c.status == JobStatus.SCHEDULED, jobs.c.run_at <= now),
+                    and_(jobs.c.status == JobStatus.RETRYING, jobs.c.next_attempt_at <= now),
+                )
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.execute(stmt)).all()
+
+    async def mark_pending(self, job_ids: Sequence[uuid.UUID], now: datetime) -> None:
+        if job_ids:
+            stmt = (
+                update(jobs)
+                .where(jobs.c.id.in_(list(job_ids)))
+                .values(status=JobStatus.PENDING, updated_at=now)
+            )
+            await self.session.execute(stmt)

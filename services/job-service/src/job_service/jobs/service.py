@@ -1,0 +1,264 @@
+"""Rules of submitting and reading jobs. Services flush; the request's session commits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conveyor_common import metrics
+from conveyor_common.ids import new_id
+from conveyor_common.jobs import BatchCreate, JobCreate, JobError, JobList, JobRead
+from conveyor_common.problems import FieldError, InvalidRequest, JobNotFound
+from conveyor_common.statuses import JobStatus
+from job_service.clock import utcnow
+from job_service.db import after_commit
+from job_service.jobs.cursor import decode_cursor, encode_cursor
+from job_service.jobs.errors import IdempotencyKeyReused
+from job_service.jobs.repository import JobRepository
+from job_service.models import Job
+from job_service.tasks.catalog import CatalogCache, CatalogEntry
+from job_service.tasks.errors import UnknownTask
+from job_service.tasks.validation import args_errors
+
+MAX_FIELD_ERRORS = 50
+
+
+class JobService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        catalog: CatalogCache,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.session = session
+        self.repository = JobRepository.from_session(session)
+        self.catalog = catalog
+        self.clock = clock
+
+    # --- submission -----------------------------------------------------------------------
+
+    async def submit(
+        self, tenant_id: str, job: JobCreate, *, idempotency_key: str | None = None
+    ) -> tuple[JobRead, bool]:
+        """Stores one job (and its outbox row unless it's scheduled for later). Returns the job
+        and whether it was created (False: an earlier request with the same key and body)."""
+        request_hash = _request_hash(job) if idempotency_key else None
+        if idempotency_key is not None:
+            existing = await self.repository.get_by_idempotency_key(tenant_id, idempotency_key)
+            if existing is not None:
+                return _replay(existing, request_hash), False
+
+        entries = await self.catalog.entries()
+        self._validate([job], entries, prefix=lambda _i: "body")
+        now = self.clock()
+        row = _job_row(tenant_id, job, entries[job.task], now)
+
+        if idempotency_key is None:
+            await self.repository.insert_jobs([row])
+        else:
+            row |= {"idempotency_key": idempotency_key, "request_hash": request_hash}
+            if not await self.repository.insert_job_if_absent(row):
+                # Another request with this key committed between our look-up and insert.
+                existing = await self.repository.get_by_idempotency_key(tenant_id, idempotency_key)
+                if existing is None:  # pragma: no cover - the conflicting row vanished
+                    raise IdempotencyKeyReused("The Idempotency-Key is being used concurrently.")
+                return _replay(existing, request_hash), False
+
+        await self.repository.insert_outbox(_outbox_rows([row], now))
+        self._count_submitted([row])
+        return _read_from_row(row), True
+
+    async def submit_batch(self, tenant_id: str, batch: BatchCreate) -> list[JobRead]:
+        """Stores every job of the batch or none: one multi-row insert per table."""
+        entries = await self.catalog.entries()
+        self._validate(batch.jobs, entries, prefix=lambda i: f"body.jobs.{i}")
+        now = self.clock()
+        rows = [_job_row(tenant_id, job, entries[job.task], now) for job in batch.jobs]
+        await self.repository.insert_jobs(rows)
+        await self.repository.insert_outbox(_outbox_rows(rows, now))
+        self._count_submitted(rows)
+        return [_read_from_row(row) for row in rows]
+
+    def _validate(
+        self,
+        jobs: Sequence[JobCreate],
+        entries: Mapping[str, CatalogEntry],
+        *,
+        prefix: Callable[[int], str],
+    ) -> None:
+        unknown = [
+            FieldError(field=f"{prefix(i)}.task", reason="no worker advertises this task")
+            for i, job in enumerate(jobs)
+            if job.task not in entries
+        ]
+        if unknown:
+            raise UnknownTask(
+                "Unknown task; see `known_tasks` (GET /v1/tasks lists each task's input schema).",
+                errors=unknown[:MAX_FIELD_ERRORS],
+                extra={"known_tasks": sorted(entries)},
+            )
+        errors: list[FieldError] = []
+        for i, job in enumerate(jobs):
+            errors.extend(args_errors(entries[job.task].validator, job.args, f"{prefix(i)}.args"))
+            if len(errors) >= MAX_FIELD_ERRORS:
+                break
+        if errors:
+            errors = errors[:MAX_FIELD_ERRORS]
+            raise InvalidRequest(
+                "; ".join(f"{e.field}: {e.reason}" for e in errors[:5]), errors=errors
+            )
+
+    def _count_submitted(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        counts = Counter((row["task"], row["queue"]) for row in rows)
+
+        def count() -> None:
+            for (task, queue), n in counts.items():
+                metrics.JOBS_SUBMITTED.labels(task, queue).inc(n)
+
+        after_commit(self.session, count)
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, tenant_id: str, job_id: uuid.UUID) -> JobRead:
+        job = await self.repository.get(tenant_id, job_id)
+        if job is None:
+            # Another tenant's job answers exactly like a missing one.
+            raise JobNotFound(f"No job {job_id}.")
+        return read_from_orm(job)
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: JobStatus | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> JobList:
+        before_id = decode_cursor(cursor) if cursor is not None else None
+        if created_after and created_before and created_after >= created_before:
+            raise InvalidRequest(
+                "created_after must be before created_before",
+                errors=[
+                    FieldError(field="query.created_after", reason="must be before created_before")
+                ],
+            )
+        rows = await self.repository.list(
+            tenant_id,
+            limit=limit + 1,
+            before_id=before_id,
+            status=status,
+            task=task,
+            queue=queue,
+            created_after=created_after,
+            created_before=created_before,
+        )
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+        return JobList(items=[read_from_orm(job) for job in page], next_cursor=next_cursor)
+
+
+def _request_hash(job: JobCreate) -> str:
+    canonical = json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(existing: Job, request_hash: str | None) -> JobRead:
+    if existing.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different body; use a new key.",
+            errors=[
+                FieldError(field="header.Idempotency-Key", reason="already used with another body")
+            ],
+        )
+    return read_from_orm(existing)
+
+
+def _job_row(tenant_id: str, job: JobCreate, entry: CatalogEntry, now: datetime) -> dict[str, Any]:
+    defaults = entry.descriptor.defaults
+    scheduled = job.run_at is not None and job.run_at > now
+    return {
+        "id": new_id(),
+        "tenant_id": tenant_id,
+        "task": job.task,
+        "queue": job.queue or defaults.queue,
+        "priority": job.priority,
+        "args": job.args,
+        "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
+        "attempts": 0,
+        "max_attempts": job.max_attempts or defaults.max_attempts,
+        "timeout_seconds": job.timeout_seconds or defaults.timeout_seconds,
+        "tags": list(job.tags),
+        "metadata": dict(job.metadata),
+        "created_at": now,
+        "updated_at": now,
+        "run_at": job.run_at,
+    }
+
+
+def _outbox_rows(rows: Sequence[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    # A job scheduled for later gets its outbox row from the promoter when it is due.
+    return [
+        {"job_id": row["id"], "tenant_id": row["tenant_id"], "created_at": now}
+        for row in rows
+        if row["status"] == JobStatus.PENDING
+    ]
+
+
+def _read_from_row(row: Mapping[str, Any]) -> JobRead:
+    return JobRead(
+        id=row["id"],
+        task=row["task"],
+        status=row["status"],
+        queue=row["queue"],
+        priority=row["priority"],
+        args=row["args"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_seconds=row["timeout_seconds"],
+        tags=row["tags"],
+        metadata=row["metadata"],
+        idempotency_key=row.get("idempotency_key"),
+        created_at=row["created_at"],
+        run_at=row["run_at"],
+    )
+
+
+def read_from_orm(job: Job) -> JobRead:
+    error = (
+        JobError(type=job.error_type, message=job.error_message or "")
+        if job.error_type is not None
+        else None
+    )
+    return JobRead(
+        id=job.id,
+        task=job.task,
+        status=job.status,
+        queue=job.queue,
+        priority=job.priority,
+        args=job.args,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        timeout_seconds=job.timeout_seconds,
+        tags=job.tags,
+        metadata=job.metadata_,
+        idempotency_key=job.idempotency_key,
+        error=error,
+        created_at=job.created_at,
+        run_at=job.run_at,
+        queued_at=job.queued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        next_attempt_at=job.next_attempt_at,
+    )

@@ -1,0 +1,140 @@
+"""The outbox relay: publishes committed jobs to their Celery queues in Redis.
+
+Woken right after every submit commits, and sweeping on a timer for anything missed (Redis
+down, a crash between commit and publish). One round, in ONE transaction: lock up to a batch of
+outbox rows with their jobs (`FOR UPDATE SKIP LOCKED`, so several replicas share the work),
+mark the jobs QUEUED with the next attempt number, LPUSH all their pre-built Celery messages in
+one Redis pipeline, delete the outbox rows, commit.
+
+Why this order: the job rows hold the new attempt number (and are locked) before any worker can
+see the message, so a lifecycle event for the new attempt is never judged against the old one.
+If the publish fails the transaction rolls back and the rows wait for the next round; if the
+commit fails after a publish, the job is published again later — at-least-once, and the
+worker's attempt fence turns the copy into a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conveyor_common.envelope import TaskEnvelope
+from conveyor_common.messages import build_task_message, queue_key
+from conveyor_common.redis_keys import RedisKeys
+from conveyor_common.statuses import JobStatus
+from job_service.background import BackgroundLoop, backoff_delay
+from job_service.clock import utcnow
+from job_service.jobs.repository import JobRepository
+from job_service.metrics import OUTBOX_PUBLISHED
+
+log = structlog.get_logger("job_service.outbox")
+
+
+class OutboxRelay(BackgroundLoop):
+    name = "outbox-relay"
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        keys: RedisKeys,
+        *,
+        batch_size: int = 1_000,
+        sweep_seconds: float = 1.0,
+        backoff_max_seconds: float = 5.0,
+        time_limit_grace_seconds: int = 30,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        super().__init__()
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._keys = keys
+        self._batch_size = batch_size
+        self._sweep_seconds = sweep_seconds
+        self._backoff_max = backoff_max_seconds
+        self._grace = time_limit_grace_seconds
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Called after a commit that added outbox rows."""
+        self._wakeup.set()
+
+    def request_stop(self) -> None:
+        super().request_stop()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self.stopping:
+            try:
+                while await self.publish_once() >= self._batch_size and not self.stopping:
+                    pass  # a full batch: there may be more right away
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = backoff_delay(failures, cap=self._backoff_max)
+                log.warning(
+                    "outbox.publish_failed",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                    failures=failures,
+                    retry_in=round(delay, 2),
+                )
+                await self.sleep(delay)
+                continue
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=self._sweep_seconds)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    async def publish_once(self) -> int:
+        """One round; returns how many outbox rows it consumed."""
+        async with self._sessionmaker() as session, session.begin():
+            repository = JobRepository.from_session(session)
+            rows = await repository.claim_outbox(self._batch_size)
+            if not rows:
+                return 0
+            now = self._clock()
+            publishable = [row for row in rows if row.status == JobStatus.PENDING]
+            # Anything else (e.g. cancelled meanwhile) just loses its outbox row.
+            await repository.mark_queued([row.id for row in publishable], now)
+            if publishable:
+                await self._publish(publishable)
+            await repository.delete_outbox([row.outbox_id for row in rows])
+        OUTBOX_PUBLISHED.inc(len(publishable))
+        log.debug("outbox.published", jobs=len(publishable), rows=len(rows))
+        return len(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for row in rows:
+            envelope = TaskEnvelope(
+                job_id=row.id,
+                tenant_id=row.tenant_id,
+                task=row.task,
+                attempt=row.attempts + 1,
+                args=row.args,
+                queue=row.queue,
+                timeout_seconds=row.timeout_seconds,
+                idempotency_key=row.idempotency_key,
+            )
+            message = build_task_message(
+                envelope,
+                soft_time_limit=row.timeout_seconds,
+                time_limit=row.timeout_seconds + self._grace,
+            )
+            pipe.lpush(self._keys.queue(queue_key(row.queue, row.priority)), message)
+        await pipe.execute()

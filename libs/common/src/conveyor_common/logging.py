@@ -13,7 +13,8 @@ from typing import Any
 import structlog
 
 SECRET_KEY_PATTERN = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|dsn|cookie)",
+    r"(pass(word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|dsn|cookie"
+    r"|jwt|bearer|signing[_-]?key|access[_-]?key|^auth$)",
     re.IGNORECASE,
 )
 # user:password@ in a URL/DSN. The lookbehind lets a match start only where a scheme can begin;
@@ -22,14 +23,17 @@ _DSN_PASSWORD = re.compile(
     r"(?P<scheme>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]+)@",
     re.I,
 )
-_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
+_BEARER = re.compile(r"((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _API_KEY = re.compile(r"\bcvk_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
+# A JWS/JWT anywhere: three base64url segments, the first a JSON header (`{"` is `eyJ`).
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REDACTED = "[REDACTED]"
 
 
 def redact_text(text: str) -> str:
     text = _DSN_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _JWT.sub(REDACTED, text)
     return _API_KEY.sub(REDACTED, text)
 
 

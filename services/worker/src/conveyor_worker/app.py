@@ -1,0 +1,146 @@
+"""The worker's Celery app: one Celery task per registry entry, under the same name job-service
+publishes by (job-service never imports this package).
+
+Every reliability option comes from `conveyor_common.celery_app.create_celery_app`; nothing here
+sets one (pitfall #21).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Celery, Task
+from celery.exceptions import TimeLimitExceeded
+
+from conveyor_common.celery_app import create_celery_app
+from conveyor_common.envelope import ENVELOPE_KWARG, TaskEnvelope
+from conveyor_common.events import EventType
+from conveyor_common.results import TaskFailure
+from conveyor_worker.config import Settings
+from conveyor_worker.events import DeferredFinalSink
+from conveyor_worker.registry import RegisteredTask, TaskRegistry
+from conveyor_worker.runner import (
+    TIME_LIMIT_EXCEEDED,
+    Failure,
+    clean_message,
+    identity,
+    report_failure,
+    run_job,
+)
+from conveyor_worker.runtime import WorkerRuntime
+from conveyor_worker.signals import connect_worker_signals, consuming_step
+
+log = structlog.get_logger("conveyor.worker")
+PENDING_ATTR = "conveyor_final_events"
+
+
+class ConveyorTask(Task):  # type: ignore[misc]
+    """Base of every Conveyor task. `runtime` is set on a per-app subclass."""
+
+    runtime: WorkerRuntime
+
+    def _take_pending(self) -> DeferredFinalSink | None:
+        sink = getattr(self.request, PENDING_ATTR, None)
+        setattr(self.request, PENDING_ATTR, None)
+        return sink if isinstance(sink, DeferredFinalSink) else None
+
+    def on_success(self, _retval: Any, _task_id: str, _args: Any, _kwargs: Any) -> None:
+        # Celery calls this after it stored the result: now the final event may go out.
+        sink = self._take_pending()
+        if sink is not None:
+            sink.flush()
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, _args: Any, kwargs: Any, _einfo: Any
+    ) -> None:
+        # Called after Celery stored the failure. In the main process, it is also how a child
+        # killed at the hard time limit is reported: that task never got to say anything.
+        if isinstance(exc, TimeLimitExceeded):
+            report_hard_time_limit(self, self.runtime, task_id, kwargs, exc)
+            return
+        sink = self._take_pending()
+        if sink is None:
+            return
+        if any(event.type == EventType.SUCCEEDED for event in sink.pending):
+            # The function returned, but Celery could not store the result.
+            sink.flush_as_failure(error_type=type(exc).__name__, message=clean_message(str(exc)))
+        else:
+            sink.flush()
+
+
+def report_hard_time_limit(
+    task: Task, runtime: WorkerRuntime, task_id: str, kwargs: Any, exc: BaseException
+) -> None:
+    try:
+        envelope = TaskEnvelope.model_validate((kwargs or {}).get(ENVELOPE_KWARG))
+    except Exception:
+        log.error("jobs.hard_time_limit_unreported", job_id=task_id, reason="no valid envelope")
+        return
+    message = f"killed at the hard time limit ({exc})"
+    failure = Failure(error_type=TIME_LIMIT_EXCEEDED, message=message, retryable=True)
+    try:
+        # Replace Celery's bare TimeLimitExceeded record with one that names the tenant, then
+        # tell job-service (result first, as for every final event).
+        task.backend.mark_as_failure(
+            task_id, TaskFailure(envelope.tenant_id, TIME_LIMIT_EXCEEDED, message)
+        )
+        report_failure(runtime.events(), identity(envelope, runtime.worker_name), failure)
+    except Exception:
+        log.exception("jobs.hard_time_limit_unreported", job_id=task_id)
+        return
+    log.warning(
+        "jobs.failed",
+        job_id=task_id,
+        task=envelope.task,
+        tenant=envelope.tenant_id,
+        attempt=envelope.attempt,
+        error_type=TIME_LIMIT_EXCEEDED,
+        error=message,
+    )
+
+
+def _register(
+    app: Celery, base: type[ConveyorTask], task: RegisteredTask, runtime: WorkerRuntime
+) -> None:
+    def run(self: Task, *_args: Any, **kwargs: Any) -> dict[str, Any]:
+        events = DeferredFinalSink(runtime.events())
+        # `self.request` is this invocation's context (thread-local), where on_success and
+        # on_failure find the held-back final event.
+        setattr(self.request, PENDING_ATTR, events)
+        return run_job(
+            task,
+            kwargs.get(ENVELOPE_KWARG),
+            events=events,
+            worker=self.request.hostname or runtime.worker_name,
+        )
+
+    run.__name__ = run.__qualname__ = (
+        task.name.replace(".", "_").replace(":", "_").replace("-", "_")
+    )
+    run.__doc__ = task.description
+    # `throws`: a TaskFailure is an expected outcome, logged without Celery's traceback.
+    # `shared=False`: a shared task would be added to every Celery app this process makes.
+    app.task(
+        name=task.name, bind=True, base=base, throws=(TaskFailure,), typing=False, shared=False
+    )(run)
+
+
+def create_worker_app(
+    settings: Settings, registry: TaskRegistry, *, connect_signals: bool = True
+) -> tuple[Celery, WorkerRuntime]:
+    app = create_celery_app(
+        "conveyor-worker",
+        broker_url=settings.redis_url.get_secret_value(),
+        result_ttl_seconds=settings.result_ttl_seconds,
+        max_timeout_seconds=settings.max_timeout_seconds,
+        namespace=settings.redis_namespace,
+    )
+    runtime = WorkerRuntime(settings, registry)
+    base = type("ConveyorAppTask", (ConveyorTask,), {"runtime": runtime, "abstract": True})
+    for task in registry:
+        _register(app, base, task, runtime)
+    app.steps["consumer"].add(consuming_step(runtime))
+    if connect_signals:
+        connect_worker_signals(app, runtime)
+    return app, runtime

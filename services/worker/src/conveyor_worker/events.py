@@ -1,0 +1,104 @@
+"""Appending lifecycle events to the Redis stream job-service reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import redis
+
+from conveyor_common.events import EventType, LifecycleEvent
+from conveyor_common.redis_keys import RedisKeys
+
+FINAL_EVENTS = frozenset({EventType.SUCCEEDED, EventType.FAILED})
+
+# job-service deletes entries once applied, so the stream stays short; the cap only bounds it
+# while job-service is down. `~` lets Redis trim whole nodes, which is far cheaper.
+DEFAULT_STREAM_MAXLEN = 1_000_000
+
+
+class EventSink(Protocol):
+    def append(self, *events: LifecycleEvent) -> None: ...
+
+
+class RedisEventSink:
+    """Writes events with `XADD ... MAXLEN ~ n`, several in one pipeline (one round trip)."""
+
+    def __init__(
+        self, client: redis.Redis, keys: RedisKeys, *, maxlen: int = DEFAULT_STREAM_MAXLEN
+    ) -> None:
+        self.client = client
+        self.stream = keys.events_stream
+        self.maxlen = maxlen
+
+    def append(self, *events: LifecycleEvent) -> None:
+        if not events:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(
+                self.stream,
+                event.to_stream_fields(),  # type: ignore[arg-type]
+                maxlen=self.maxlen,
+                approximate=True,
+            )
+        pipe.execute()
+
+
+class DeferredFinalSink:
+    """Passes events on at once, except a batch that holds a final event (`succeeded` or
+    `failed`): that waits for `flush()`, which the Celery task calls once the result backend
+    has the outcome, so whoever sees the final event also finds the stored result."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.pending: list[LifecycleEvent] = []
+
+    def append(self, *events: LifecycleEvent) -> None:
+        if any(event.type in FINAL_EVENTS for event in events):
+            self.pending.extend(events)
+        else:
+            self.sink.append(*events)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        self.sink.append(*pending)
+
+    def flush_as_failure(self, *, error_type: str, message: str) -> None:
+        """The function succeeded but its result could not be stored: the attempt failed."""
+        self.pending = [
+            event.model_copy(
+                update={
+                    "type": EventType.FAILED,
+                    "error_type": error_type,
+                    "error_message": message,
+                    "retryable": True,
+                }
+            )
+            if event.type == EventType.SUCCEEDED
+            else event
+            for event in self.pending
+        ]
+        self.flush()
+
+
+def make_event(
+    type_: EventType,
+    *,
+    job_id: Any,
+    tenant_id: str,
+    attempt: int,
+    task: str | None,
+    worker: str | None,
+    **fields: Any,
+) -> LifecycleEvent:
+    return LifecycleEvent(
+        job_id=job_id,
+        tenant_id=tenant_id,
+        attempt=attempt,
+        type=type_,
+        at=datetime.now(UTC),
+        task=task,
+        worker=worker,
+        **fields,
+    )

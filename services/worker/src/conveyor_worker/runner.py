@@ -1,0 +1,245 @@
+"""Running one job: the whole task wrapper as a plain function, testable without Celery.
+
+validate the envelope → validate the arguments → `received` + `started` (one pipeline) → run →
+`succeeded` or `failed`. Success returns the `StoredResult` Celery stores; failure raises
+`TaskFailure`, so Celery's result backend records FAILURE with the tenant. Under Celery the
+sink holds the final event back until the result is stored (`events.DeferredFinalSink`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from typing import Any
+
+import structlog
+from celery.exceptions import SoftTimeLimitExceeded
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from conveyor_common import limits
+from conveyor_common.envelope import JobContext, TaskEnvelope
+from conveyor_common.events import EventType, truncate
+from conveyor_common.logging import redact_text
+from conveyor_common.results import StoredResult, TaskFailure
+from conveyor_worker.errors import PermanentError
+from conveyor_worker.events import EventSink, make_event
+from conveyor_worker.metrics import BUSY_SLOTS, JOB_RUN_DURATION, JOBS_FINISHED, JOBS_STARTED
+from conveyor_worker.registry import RegisteredTask
+
+log = structlog.get_logger("conveyor.worker")
+
+INVALID_ENVELOPE = "InvalidEnvelope"
+INVALID_ARGUMENTS = "InvalidArguments"
+TIME_LIMIT_EXCEEDED = "TimeLimitExceeded"
+RESULT_NOT_SERIALIZABLE = "ResultNotSerializable"
+UNKNOWN_TASK = "UnknownTask"
+
+
+class Failure(BaseModel):
+    """What a failed event says about the error."""
+
+    error_type: str
+    message: str
+    traceback: str | None = None
+    retryable: bool = True
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, error_type: str | None = None) -> Failure:
+        text = "".join(traceback.format_exception(exc))
+        return cls(
+            error_type=truncate(error_type or type(exc).__name__, limits.MAX_NAME_LENGTH) or "",
+            message=clean_message(str(exc) or type(exc).__name__),
+            traceback=_tail(
+                redact_text(text[-2 * limits.MAX_TRACEBACK_LENGTH :]), limits.MAX_TRACEBACK_LENGTH
+            ),
+            retryable=not isinstance(exc, PermanentError),
+        )
+
+
+def clean_message(message: str) -> str:
+    # Error text often quotes URLs and DSNs; it is stored and shown, so secrets go first. The
+    # first cut bounds the work on a huge message; whatever it splits lies past the final cut.
+    limit = limits.MAX_ERROR_MESSAGE_LENGTH
+    return truncate(redact_text(message[: 2 * limit]), limit) or ""
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of a traceback is where the error is, so that is the part kept."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    # The offending input values are left out: arguments may carry secrets.
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def parse_envelope(raw_job: object, task_name: str) -> TaskEnvelope:
+    envelope = TaskEnvelope.model_validate(raw_job)
+    if envelope.task != task_name:
+        raise ValueError(f"the envelope names task {envelope.task!r}, the message {task_name!r}")
+    return envelope
+
+
+def identity(envelope: TaskEnvelope, worker: str | None) -> dict[str, Any]:
+    """The fields every event of this attempt carries."""
+    return {
+        "job_id": envelope.job_id,
+        "tenant_id": envelope.tenant_id,
+        "attempt": envelope.attempt,
+        "task": envelope.task,
+        "worker": worker,
+    }
+
+
+def report_failure(
+    events: EventSink,
+    ident: dict[str, Any],
+    failure: Failure,
+    *,
+    received: bool = False,
+    duration_ms: float | None = None,
+) -> None:
+    """Appends a failed event (after a `received` one when asked), in one round trip."""
+    failed = make_event(
+        EventType.FAILED,
+        **ident,
+        duration_ms=duration_ms,
+        error_type=failure.error_type,
+        error_message=failure.message,
+        traceback=failure.traceback,
+        retryable=failure.retryable,
+    )
+    if received:
+        events.append(make_event(EventType.RECEIVED, **ident), failed)
+    else:
+        events.append(failed)
+
+
+def _report_invalid_envelope(
+    raw_job: object, exc: Exception, events: EventSink, task_name: str, worker: str | None
+) -> TaskFailure:
+    message = clean_message(
+        describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+    )
+    raw = raw_job if isinstance(raw_job, dict) else {}
+    tenant_id = str(raw.get("tenant_id") or "")
+    log.error("jobs.invalid_envelope", task=task_name, error=message)
+    failure = Failure(error_type=INVALID_ENVELOPE, message=message, retryable=False)
+    try:
+        # Best effort: an event needs at least the job, tenant and attempt to be applied.
+        ident = {
+            "job_id": raw["job_id"],
+            "tenant_id": raw["tenant_id"],
+            "attempt": raw["attempt"],
+            "task": task_name,
+            "worker": worker,
+        }
+        report_failure(events, ident, failure, received=True)
+    except (KeyError, ValidationError):
+        pass
+    return TaskFailure(tenant_id, INVALID_ENVELOPE, message)
+
+
+def _json_result(envelope: TaskEnvelope, value: Any) -> dict[str, Any]:
+    # pydantic would quietly turn NaN and Infinity into null; they are not JSON, and
+    # PostgreSQL's jsonb and most clients refuse them, so they fail the attempt instead.
+    jsonable = to_jsonable_python(value, inf_nan_mode="constants")
+    json.dumps(jsonable, allow_nan=False)
+    stored = StoredResult(tenant_id=envelope.tenant_id, attempt=envelope.attempt, value=jsonable)
+    payload: dict[str, Any] = stored.model_dump(mode="json")
+    return payload
+
+
+def run_job(
+    task: RegisteredTask,
+    raw_job: object,
+    *,
+    events: EventSink,
+    worker: str | None = None,
+) -> dict[str, Any]:
+    """Runs `task` for the message's `job` kwarg; returns the JSON-ready `StoredResult` or raises
+    `TaskFailure` after appending a failed event."""
+    try:
+        envelope = parse_envelope(raw_job, task.name)
+    except (ValidationError, ValueError) as exc:
+        raise _report_invalid_envelope(raw_job, exc, events, task.name, worker) from None
+
+    with structlog.contextvars.bound_contextvars(
+        job_id=str(envelope.job_id), tenant=envelope.tenant_id, task=task.name
+    ):
+        try:
+            args = task.parse_args(envelope.args)
+        except ValidationError as exc:
+            failure = Failure(
+                error_type=INVALID_ARGUMENTS,
+                message=clean_message(describe_validation_error(exc)),
+                retryable=False,
+            )
+            report_failure(events, identity(envelope, worker), failure, received=True)
+            log.warning("jobs.invalid_arguments", attempt=envelope.attempt, error=failure.message)
+            raise TaskFailure(envelope.tenant_id, failure.error_type, failure.message) from None
+        return _run_validated(task, envelope, args, events=events, worker=worker)
+
+
+def _run_validated(
+    task: RegisteredTask,
+    envelope: TaskEnvelope,
+    args: BaseModel,
+    *,
+    events: EventSink,
+    worker: str | None,
+) -> dict[str, Any]:
+    common = identity(envelope, worker)
+    events.append(make_event(EventType.RECEIVED, **common), make_event(EventType.STARTED, **common))
+    ctx = JobContext(
+        job_id=envelope.job_id,
+        tenant_id=envelope.tenant_id,
+        attempt=envelope.attempt,
+        idempotency_key=envelope.idempotency_key,
+    )
+    queue = envelope.queue
+    JOBS_STARTED.labels(task.name, queue).inc()
+    log.info("jobs.started", attempt=envelope.attempt)
+    start = time.perf_counter()
+    failure: Failure | None = None
+    BUSY_SLOTS.inc()
+    try:
+        value = task.call(args, ctx)
+    except SoftTimeLimitExceeded as exc:
+        failure = Failure.from_exception(exc, error_type=TIME_LIMIT_EXCEEDED)
+        failure.message = clean_message(f"the task ran past its soft time limit ({exc})")
+    except Exception as exc:
+        failure = Failure.from_exception(exc)
+    else:
+        try:
+            payload = _json_result(envelope, value)
+        except (PydanticSerializationError, TypeError, ValueError) as exc:
+            failure = Failure.from_exception(exc, error_type=RESULT_NOT_SERIALIZABLE)
+            failure.retryable = False  # the same code returns the same value next time
+    finally:
+        BUSY_SLOTS.dec()
+    seconds = time.perf_counter() - start
+    duration_ms = round(seconds * 1000, 3)
+    JOB_RUN_DURATION.labels(task.name, queue).observe(seconds)
+
+    if failure is not None:
+        report_failure(events, common, failure, duration_ms=duration_ms)
+        JOBS_FINISHED.labels(task.name, queue, EventType.FAILED.value).inc()
+        log.warning(
+            "jobs.failed",
+            attempt=envelope.attempt,
+            error_type=failure.error_type,
+            error=failure.message,
+            retryable=failure.retryable,
+            duration_ms=duration_ms,
+        )
+        raise TaskFailure(envelope.tenant_id, failure.error_type, failure.message)
+
+    events.append(make_event(EventType.SUCCEEDED, **common, duration_ms=duration_ms))
+    JOBS_FINISHED.labels(task.name, queue, EventType.SUCCEEDED.value).inc()
+    log.info("jobs.succeeded", attempt=envelope.attempt, duration_ms=duration_ms)
+    return payload

@@ -1,0 +1,89 @@
+"""Per-process resources and worker state, shared by the Celery signal handlers, the tasks and
+the health server."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from conveyor_worker.advertise import Advertiser
+from conveyor_worker.config import Settings
+from conveyor_worker.events import RedisEventSink
+from conveyor_worker.registry import TaskRegistry
+
+
+class WorkerRuntime:
+    """What the signal handlers, the tasks and the health server share.
+
+    The Redis client is per process: a prefork child gets its own in `worker_process_init`
+    (sockets must not be shared across a fork); the main process (solo and threads pools, the
+    consumer, the heartbeat) gets one at start.
+    """
+
+    def __init__(self, settings: Settings, registry: TaskRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.keys = settings.keys
+        self.worker_name: str | None = settings.worker_name
+        self.ready = threading.Event()  # the consumer reached `worker_ready` once
+        self.consuming = threading.Event()  # the task consumer is started (cleared on loss)
+        self.advertiser: Advertiser | None = None
+        self._client: redis.Redis | None = None
+        self._client_pid: int | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> redis.Redis:
+        """This process's client. After a fork the parent's client object came along; its
+        sockets are the parent's, so the child makes its own (and never closes those)."""
+        with self._lock:
+            if self._client is None or self._client_pid != os.getpid():
+                self._client = self._new_client()
+                self._client_pid = os.getpid()
+            return self._client
+
+    def _new_client(self) -> redis.Redis:
+        settings = self.settings
+        return redis.Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            client_name=f"conveyor-worker:{self.worker_name or 'starting'}:{os.getpid()}",
+            socket_timeout=settings.redis_socket_timeout,
+            socket_connect_timeout=settings.redis_connect_timeout,
+            socket_keepalive=True,
+            health_check_interval=25,
+            # An event lost to a blip is repaired by the reconciler, but a retry is cheaper.
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        )
+
+    def set_worker_name(self, name: str) -> None:
+        """The Celery node name is known only once the worker starts; a client made before
+        (by the health server) is replaced so `CLIENT LIST` shows the name."""
+        with self._lock:
+            self.worker_name = name
+            if self._client is not None and self._client_pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._client_pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+    def events(self) -> RedisEventSink:
+        return RedisEventSink(self.client(), self.keys, maxlen=self.settings.events_stream_maxlen)
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            self.client().ping()
+            checks["redis"] = "ok"
+        except redis.RedisError as exc:
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+        consuming = self.ready.is_set() and self.consuming.is_set()
+        checks["consumer"] = "ok" if consuming else "not consuming"
+        return checks

@@ -6,7 +6,8 @@ packages (or the machine's `redis-server`) on free ports. Tests are never skippe
 server.
 
 Isolation: every test gets its own Redis namespace (keys deleted after the test, never a
-FLUSHALL on a server we don't own) and, through `fresh_database`, its own PostgreSQL database.
+FLUSHALL on a server we don't own) and, through `conveyor_testing.databases.fresh_database`, its
+own PostgreSQL database. `stack_factory` runs whole stacks (`conveyor_testing.stacks`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from conveyor_devstack.redis_server import RedisServer
 from conveyor_testing.postgres_server import PostgresServer
-from conveyor_testing.redis_server import RedisServer
+from conveyor_testing.stacks import pytest_runtest_makereport, stack_factory
+
+__all__ = ["pytest_runtest_makereport", "stack_factory"]  # registered from here
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from conveyor_testing.ports import free_port, wait_for_port
+from conveyor_devstack.ports import free_port, wait_for_port
 
 PG_USER = "embedded_postgres"
 

@@ -1,0 +1,105 @@
+"""`make test`: runs each workspace member's tests in a pytest process of its own, then prints
+one summary line for all of them.
+
+One process per member, because members are separate programs: two services may register the
+same Prometheus metric name in the default registry, or define fixtures of the same name, and
+that is only a conflict when both are imported into one process.
+
+A member whose folder has no tests yet (pytest's exit code 5) is not a failure; nothing having
+run at all is.
+
+Usage: python .ci/run_tests.py TEST_DIR... [-- PYTEST_ARGS...]
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+NO_TESTS_COLLECTED = 5
+
+
+@dataclass
+class Outcome:
+    folder: str
+    code: int
+    seconds: float
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.code in (0, NO_TESTS_COLLECTED)
+
+
+def _counts(junit: Path, outcome: Outcome) -> None:
+    if not junit.exists():
+        return
+    root = ET.parse(junit).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    for suite in suites:
+        tests = int(suite.get("tests", 0))
+        failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        skipped = int(suite.get("skipped", 0))
+        outcome.failed += failed
+        outcome.skipped += skipped
+        outcome.passed += tests - failed - skipped
+
+
+def run(folder: str, pytest_args: list[str], scratch: Path) -> Outcome:
+    junit = scratch / (folder.replace("/", "_") + ".xml")
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={junit}",
+               *pytest_args, folder]  # fmt: skip
+    sys.stdout.write(f"\n=== {folder}\n")
+    sys.stdout.flush()
+    started = time.monotonic()
+    code = subprocess.call(command, stdin=subprocess.DEVNULL)
+    outcome = Outcome(folder, code, time.monotonic() - started)
+    _counts(junit, outcome)
+    if not outcome.ok and outcome.failed == 0:
+        outcome.failed = 1  # interrupted or broken collection: counts as a failure
+    return outcome
+
+
+def main(argv: list[str]) -> int:
+    if "--" in argv:
+        split = argv.index("--")
+        folders, pytest_args = argv[:split], argv[split + 1 :]
+    else:
+        folders, pytest_args = argv, []
+    folders = [f for f in folders if Path(f).is_dir()]
+    if not folders:
+        sys.stderr.write("no test folders given\n")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="conveyor-tests-") as scratch:
+        outcomes = [run(folder, pytest_args, Path(scratch)) for folder in folders]
+
+    sys.stdout.write("\n=== summary\n")
+    for o in outcomes:
+        state = "ok" if o.ok else f"FAILED (exit {o.code})"
+        if o.code == NO_TESTS_COLLECTED:
+            state = "no tests"
+        sys.stdout.write(
+            f"{o.folder:<36} {o.passed:>5} passed {o.failed:>4} failed {o.skipped:>4} skipped "
+            f"{o.seconds:>7.1f}s  {state}\n"
+        )
+    passed = sum(o.passed for o in outcomes)
+    failed = sum(o.failed for o in outcomes)
+    skipped = sum(o.skipped for o in outcomes)
+    sys.stdout.write(f"tests: {passed} passed, {failed} failed, {skipped} skipped\n")
+    if not all(o.ok for o in outcomes):
+        return 1
+    if passed + failed == 0:
+        sys.stderr.write("no test ran at all\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

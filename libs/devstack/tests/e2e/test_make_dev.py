@@ -3,6 +3,7 @@ fresh clone: SQLite under `.conveyor/`, its own Redis, one worker. A client read
 `.conveyor/dev.env`, runs an `echo` job through the public API, and a Ctrl-C leaves no process
 behind."""
 
+import json
 import os
 import re
 import signal
@@ -89,6 +90,19 @@ def test_make_dev_runs_a_job_and_ctrl_c_stops_everything(tmp_path, fakes):
             assert result.status_code == 200, result.text
             assert result.json()["result"] == {"hello": "dev"}
 
+        # The README's tour, word for word, as a newcomer pastes it into a second terminal.
+        tour = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", readme_tour()], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert tour.returncode == 0, tour.stderr
+        lines = [line for line in tour.stdout.splitlines() if line.strip()]
+        submitted, status, result, catalog = (json.loads(line) for line in lines[-4:])
+        assert submitted["status"] in ("PENDING", "QUEUED", "RUNNING", "SUCCEEDED")
+        assert status["status"] == "SUCCEEDED", status  # within the tour's one-second pause
+        assert result == {"job_id": submitted["id"], "result": {"hello": "world"}}
+        assert "echo" in {task["name"] for task in catalog["tasks"]}
+
         os.killpg(runner.pid, signal.SIGINT)
         assert runner.wait(60) == 0, output()
         assert fakes.wait_gone(sorted(processes)) == [], output()
@@ -99,6 +113,13 @@ def test_make_dev_runs_a_job_and_ctrl_c_stops_everything(tmp_path, fakes):
         for pid in processes | {int(p) for p in re.findall(r"\bpid=(\d+)", _redis_log(tmp_path))}:
             if not fakes.pid_gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def readme_tour() -> str:
+    """The first shell block of the README's tour section."""
+    readme = (Path(__file__).resolve().parents[4] / "README.md").read_text()
+    section = readme.split("## A 60-second tour", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
 def _redis_log(cwd: Path) -> str:

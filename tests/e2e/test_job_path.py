@@ -12,8 +12,7 @@ import pytest
 
 from conveyor_common.limits import MAX_BODY_BYTES
 from conveyor_devstack.stack import Stack
-
-from .helpers import auth, wait_all_final, wait_final
+from conveyor_testing.api import auth, wait_all_final, wait_final
 
 pytestmark = [pytest.mark.e2e]
 

@@ -1,4 +1,4 @@
-"""Small helpers for talking to a running stack through its public API."""
+"""Helpers for tests that talk to a running stack through its public API."""
 
 from __future__ import annotations
 
@@ -54,3 +54,17 @@ def wait_all_final(
             not_final = {i: s for i, s in pending.items() if s not in FINAL_STATUSES}
             raise AssertionError(f"{len(not_final)} jobs not final after {timeout}s: {not_final}")
         time.sleep(0.2)
+
+
+def wait_status(
+    client: httpx.Client, job_id: str, status: str, *, timeout: float = 30.0
+) -> dict[str, Any]:
+    """Polls one job (the client carries its own auth) until it has `status`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] == status:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} never {status} in {timeout}s: {job}")
+        time.sleep(0.05)

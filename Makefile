@@ -20,7 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),python3 -m uv)
 
 SRC_DIRS = $(wildcard libs/*/src services/*/src bench/src)
-TEST_DIRS = $(wildcard libs/*/tests services/*/tests bench/tests tests)
+TEST_DIRS = $(wildcard libs/*/tests services/*/tests bench/tests deploy/tests tests)
 PYTEST_ARGS ?=
 # Member name and import name of everything `check-isolated` installs on its own.
 ISOLATED ?= api-gateway:api_gateway job-service:job_service result-service:result_service \

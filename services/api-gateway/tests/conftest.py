@@ -70,6 +70,8 @@ class DoubleState:
     healthz_status: int = 200
     # Refuse the internal token on every route but auth/verify (a rotated token, say).
     refuse_token_on_data_routes: bool = False
+    # The token the double expects from the gateway.
+    internal_token: str = INTERNAL_TOKEN
 
     def reset(self) -> None:
         self.calls.clear()
@@ -79,6 +81,7 @@ class DoubleState:
         self.delay_seconds = 0.0
         self.healthz_status = 200
         self.refuse_token_on_data_routes = False
+        self.internal_token = INTERNAL_TOKEN
 
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
@@ -144,7 +147,7 @@ def build_double(state: DoubleState) -> FastAPI:
         refused = (
             state.refuse_token_on_data_routes and request.url.path != "/internal/v1/auth/verify"
         )
-        if request.headers.get(INTERNAL_TOKEN_HEADER) != INTERNAL_TOKEN or refused:
+        if request.headers.get(INTERNAL_TOKEN_HEADER) != state.internal_token or refused:
             return problem(401, "unauthorized", "gateway only")
         if state.delay_seconds and request.url.path != "/internal/v1/auth/verify":
             await asyncio.sleep(state.delay_seconds)
@@ -173,6 +176,16 @@ def build_double(state: DoubleState) -> FastAPI:
             return JSONResponse({"unexpected": True}, status_code=202)
         if task == "problem-500":
             return problem(500, "internal-error", "job-service broke")
+        if task == "leaky-problem":
+            # An upstream that echoes what it was sent into its problem: the gateway must
+            # scrub it on the way out.
+            args = body.get("args", {})
+            return problem(
+                422,
+                "invalid-arguments",
+                f"could not connect to {args.get('dsn')}",
+                extra={"password": args.get("password"), "seen": args},
+            )
         job = job_json(
             task, body.get("args", {}), idempotency_key=request.headers.get("idempotency-key")
         )
@@ -263,13 +276,18 @@ def double(double_state: DoubleState, upstream_double: ThreadedServer) -> Double
 
 
 @pytest.fixture
-def make_settings(upstream_double: ThreadedServer) -> Callable[..., Settings]:
+def make_settings(
+    upstream_double: ThreadedServer, redis_backend: Any, redis_namespace: str
+) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "environment": "test",
             "internal_token": INTERNAL_TOKEN,
             "job_service_url": upstream_double.url,
             "result_service_url": upstream_double.url,
+            # The rate limiter counts in the test's own namespace of the real Redis.
+            "redis_url": redis_backend.url,
+            "redis_namespace": redis_namespace,
             # Generous, so a loaded test machine never turns an answer into a 504; the timeout
             # test sets its own short one.
             "upstream_read_timeout": 5.0,
@@ -325,3 +343,52 @@ def keys() -> Keys:
 def unused_port() -> int:
     """A port nothing listens on: connections to it are refused."""
     return free_port()
+
+
+@dataclass
+class JwksDouble:
+    """An identity provider's JWKS endpoint: what it publishes, how often it was asked."""
+
+    document: dict[str, Any] = field(default_factory=lambda: {"keys": []})
+    status: int = 200
+    fetches: int = 0
+
+    def reset(self) -> None:
+        self.document = {"keys": []}
+        self.status = 200
+        self.fetches = 0
+
+    def publish(self, *jwks: dict[str, Any]) -> None:
+        self.document = {"keys": list(jwks)}
+
+
+@pytest.fixture(scope="session")
+def jwks_double_state() -> JwksDouble:
+    return JwksDouble()
+
+
+@pytest.fixture(scope="session")
+def jwks_server(jwks_double_state: JwksDouble) -> Iterator[ThreadedServer]:
+    app = FastAPI()
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> Response:
+        jwks_double_state.fetches += 1
+        if jwks_double_state.status != 200:
+            return PlainTextResponse("unavailable", status_code=jwks_double_state.status)
+        return JSONResponse(jwks_double_state.document)
+
+    server = ThreadedServer(app).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jwks_double(jwks_double_state: JwksDouble, jwks_server: ThreadedServer) -> JwksDouble:
+    jwks_double_state.reset()
+    return jwks_double_state
+
+
+@pytest.fixture
+def jwks_url(jwks_server: ThreadedServer) -> str:
+    return f"{jwks_server.url}/.well-known/jwks.json"

@@ -3,6 +3,7 @@ nowhere else, so workers, job-service and tests can never disagree (pitfall #21)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
@@ -16,6 +17,42 @@ DEFAULT_QUEUE = "default"
 # plus a margin for the worker's soft shutdown and the clock.
 VISIBILITY_MARGIN_SECONDS = 600
 
+# Every setting that chooses how messages, results and events are (de)serialised. Anything but
+# JSON lets whoever can write to Redis run code in the worker (pitfall #23).
+SERIALIZER_SETTINGS = (
+    "task_serializer",
+    "result_serializer",
+    "event_serializer",
+    "accept_content",
+    "result_accept_content",
+)
+_JSON_NAMES = frozenset({"json", "application/json"})
+
+
+class UnsafeSerializerError(ValueError):
+    """A Celery configuration asked for a serializer other than JSON."""
+
+
+def ensure_json_only(config: Mapping[str, Any]) -> None:
+    """Raises `UnsafeSerializerError` if any serializer setting in `config` allows anything but
+    JSON. `result_accept_content` may be None (it then follows `accept_content`)."""
+    for name in SERIALIZER_SETTINGS:
+        if name not in config:
+            continue
+        value = config[name]
+        if value is None and name == "result_accept_content":
+            continue
+        names = [value] if isinstance(value, str) else value
+        if (
+            not isinstance(names, list | tuple | set | frozenset)
+            or not names
+            or not all(isinstance(n, str) and n.lower() in _JSON_NAMES for n in names)
+        ):
+            raise UnsafeSerializerError(
+                f"Celery setting {name}={value!r} is refused: Conveyor accepts JSON only "
+                "(pickle or yaml from a broker is remote code execution)"
+            )
+
 
 def visibility_timeout(max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS) -> int:
     return max_timeout_seconds + VISIBILITY_MARGIN_SECONDS
@@ -28,7 +65,11 @@ def celery_config(
     result_ttl_seconds: int = 86_400,
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
     namespace: str = DEFAULT_NAMESPACE,
+    broker_use_ssl: Mapping[str, Any] | None = None,
+    redis_backend_use_ssl: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`broker_use_ssl`/`redis_backend_use_ssl` come from `RedisSettings.celery_redis_ssl()`
+    for a `rediss://` URL (kombu would otherwise connect without verifying the server)."""
     vt = visibility_timeout(max_timeout_seconds)
     transport_options: dict[str, Any] = {
         "visibility_timeout": vt,
@@ -39,7 +80,7 @@ def celery_config(
         "health_check_interval": 25,
         "retry_on_timeout": True,
     }
-    return {
+    config: dict[str, Any] = {
         "broker_url": broker_url,
         "result_backend": result_backend_url,
         # JSON only: pickle from a broker is remote code execution (pitfall #23).
@@ -74,6 +115,11 @@ def celery_config(
         "task_time_limit": max_timeout_seconds + 30,
         "broker_pool_limit": 10,
     }
+    if broker_use_ssl:
+        config["broker_use_ssl"] = dict(broker_use_ssl)
+    if redis_backend_use_ssl:
+        config["redis_backend_use_ssl"] = dict(redis_backend_use_ssl)
+    return config
 
 
 def create_celery_app(
@@ -84,15 +130,28 @@ def create_celery_app(
     result_ttl_seconds: int = 86_400,
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
     namespace: str = DEFAULT_NAMESPACE,
+    broker_use_ssl: Mapping[str, Any] | None = None,
+    redis_backend_use_ssl: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Celery:
-    app = Celery(name, set_as_current=False)
-    app.conf.update(
-        celery_config(
-            broker_url=broker_url,
-            result_backend_url=result_backend_url or broker_url,
-            result_ttl_seconds=result_ttl_seconds,
-            max_timeout_seconds=max_timeout_seconds,
-            namespace=namespace,
-        )
+    """The Celery app. Without its own `result_backend_url` the backend is the broker's Redis
+    and, unless given, uses the broker's TLS options. `overrides` are applied last, but may not
+    loosen the serializers (`UnsafeSerializerError`)."""
+    if redis_backend_use_ssl is None and result_backend_url is None:
+        redis_backend_use_ssl = broker_use_ssl
+    config = celery_config(
+        broker_url=broker_url,
+        result_backend_url=result_backend_url or broker_url,
+        result_ttl_seconds=result_ttl_seconds,
+        max_timeout_seconds=max_timeout_seconds,
+        namespace=namespace,
+        broker_use_ssl=broker_use_ssl,
+        redis_backend_use_ssl=redis_backend_use_ssl,
     )
+    if overrides:
+        ensure_json_only(overrides)
+        config.update(overrides)
+    app = Celery(name, set_as_current=False)
+    app.conf.update(config)
+    ensure_json_only(app.conf)
     return app

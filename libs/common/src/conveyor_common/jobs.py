@@ -59,10 +59,23 @@ class JobCreate(BaseModel):
         default=None,
         ge=1,
         le=limits.MAX_TIMEOUT_SECONDS,
-        description="Hard time limit of one attempt; defaults to the task's.",
+        description="Time limit of one attempt: the task is interrupted then, and killed after a "
+        "short grace. Defaults to the task's.",
     )
     run_at: AwareDatetime | None = Field(
         default=None, description="Run no earlier than this instant (UTC offset required)."
+    )
+    retry_backoff_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=limits.MAX_RETRY_BACKOFF_SECONDS,
+        description="Base delay before a retry (doubled each attempt); defaults to the task's.",
+    )
+    retry_backoff_max_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=limits.MAX_RETRY_BACKOFF_SECONDS,
+        description="Cap on the delay before a retry; defaults to the task's.",
     )
     tags: list[Tag] = Field(default_factory=list, max_length=limits.MAX_TAGS)
     metadata: dict[
@@ -115,7 +128,37 @@ class JobRead(BaseModel):
     queued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    next_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None, description="When a RETRYING job's next attempt is due."
+    )
+    cycle: int = Field(
+        default=1,
+        description="Attempt cycle: 1, plus one for every retry or dead-letter replay.",
+    )
+    dead_letter: bool = Field(
+        default=False, description="FAILED and listed in the dead letters (not purged)."
+    )
+    retry_backoff_seconds: float | None = None
+    retry_backoff_max_seconds: float | None = None
+
+
+class JobEventRead(BaseModel):
+    """One fact in a job's history: a worker's lifecycle event (`received`, `started`,
+    `succeeded`, `failed`, `skipped`) or one of job-service's own (`cancelled`, `retried`,
+    `replayed`, `republished`, and `failed` with `WorkerLost` from the reconciler)."""
+
+    attempt: int
+    cycle: int
+    type: str
+    at: datetime
+    worker: str | None = None
+    duration_ms: float | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+class JobEventList(BaseModel):
+    items: list[JobEventRead]
 
 
 class JobList(BaseModel):

@@ -23,3 +23,7 @@ MAX_TIMEOUT_SECONDS = 3_600
 DEFAULT_TIMEOUT_SECONDS = 300
 MAX_ATTEMPTS_CEILING = 100
 MAX_PRIORITY = 9
+# Retry backoff: the base delay and the cap a task or job may ask for.
+MAX_RETRY_BACKOFF_SECONDS = 86_400
+# Ids one bulk dead-letter replay or purge may name.
+MAX_BULK_IDS = 1_000

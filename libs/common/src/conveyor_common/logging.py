@@ -103,3 +103,7 @@ def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
     # Access lines duplicate our own request metrics and would log every poll.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # httpx logs every call's full URL at INFO (query strings carry clients' filters and
+    # cursors) and httpcore traces connections at DEBUG: our own events say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ import socket
 import uuid
 from typing import Any
 
+from conveyor_common import limits
 from conveyor_common.envelope import ENVELOPE_KWARG, TaskEnvelope
 
 _ORIGIN = f"conveyor-relay@{socket.gethostname()}"
@@ -22,9 +23,30 @@ _PRIORITY_STEPS = (0, 3, 6, 9)
 _PRIORITY_SEP = "\x06\x16"
 
 
+def kombu_priority(priority: int) -> int:
+    """kombu's priority for a Conveyor `priority`.
+
+    Conveyor's contract: 0..9, higher is more urgent. kombu's Redis transport is the other way
+    round: its worker BRPOPs a queue's lists in ascending step order (`queue`, then
+    `queue\x06\x163`, `...6`, `...9`), so LOWER kombu priorities are served first. Conveyor 9
+    becomes kombu 0 (the bare queue list, read first) and Conveyor 0 becomes kombu 9 (read last).
+    """
+    clamped = min(max(priority, 0), limits.MAX_PRIORITY)
+    return limits.MAX_PRIORITY - clamped
+
+
 def queue_key(queue: str, priority: int = 0) -> str:
+    """The list kombu's Redis transport keeps a queue's messages of KOMBU priority `priority`
+    in (what `send_task(..., priority=priority)` writes to): the priority rounded down to one of
+    the steps 0, 3, 6, 9; step 0 is the bare queue name. For a Conveyor job's priority, pass
+    `kombu_priority(job.priority)` (see there for the direction)."""
     step = max(s for s in _PRIORITY_STEPS if s <= priority) if priority > 0 else 0
     return f"{queue}{_PRIORITY_SEP}{step}" if step else queue
+
+
+def priority_queue_keys(queue: str) -> tuple[str, ...]:
+    """Every list of a queue, in the order kombu's worker serves them."""
+    return tuple(queue_key(queue, step) for step in _PRIORITY_STEPS)
 
 
 def build_task_message(

@@ -48,3 +48,24 @@ class RedisKeys:
     def queue(self, queue_key: str) -> str:
         """The Redis list kombu reads for a queue (see messages.queue_key for priorities)."""
         return f"{self.celery_prefix}{queue_key}"
+
+    def fence(self, job_id: str) -> str:
+        """String: the highest attempt number a worker has ever started for the job.
+
+        Set by the worker's acquire script (TTL = 2 x visibility timeout); a message whose attempt
+        is not above it is a redelivery of an attempt that ran or runs, and is skipped."""
+        return f"{self.namespace}:fence:{job_id}"
+
+    def lease(self, job_id: str) -> str:
+        """String `"<attempt>:<worker>"` held while an attempt runs.
+
+        TTL `CONVEYOR_LEASE_TTL_SECONDS`, renewed by the worker's heartbeat and deleted when the
+        attempt ends; job-service's reconciler treats a RUNNING job without it as a lost attempt."""
+        return f"{self.namespace}:lease:{job_id}"
+
+    def cancel(self, job_id: str) -> str:
+        """Exists when the job was cancelled (TTL = 2 x visibility timeout).
+
+        Written by job-service on cancel so workers skip or stop the job; PostgreSQL stays the
+        record of the cancel."""
+        return f"{self.namespace}:cancel:{job_id}"

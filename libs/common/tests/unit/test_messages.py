@@ -9,7 +9,12 @@ import uuid
 import pytest
 
 from conveyor_common.envelope import TaskEnvelope
-from conveyor_common.messages import build_task_message, queue_key
+from conveyor_common.messages import (
+    build_task_message,
+    kombu_priority,
+    priority_queue_keys,
+    queue_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -31,6 +36,17 @@ def test_queue_key_follows_kombu_priority_steps(priority, expected):
 
 def test_default_priority_is_the_bare_queue():
     assert queue_key("default") == "default"
+
+
+def test_conveyor_priorities_map_to_kombu_lists_most_urgent_first():
+    served_first = priority_queue_keys("jobs")  # kombu's worker reads them in this order
+    assert served_first[0] == "jobs"
+    ranks = [served_first.index(queue_key("jobs", kombu_priority(p))) for p in range(10)]
+    assert ranks[9] == 0  # Conveyor's most urgent: the list read first
+    assert ranks[0] == len(served_first) - 1  # the default, 0: the list read last
+    assert ranks == sorted(ranks, reverse=True)  # never less urgent for a higher priority
+    assert kombu_priority(-3) == 9
+    assert kombu_priority(12) == 0
 
 
 def test_message_carries_the_envelope_as_the_one_kwarg():

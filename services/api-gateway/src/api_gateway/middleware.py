@@ -1,12 +1,17 @@
-"""Pure-ASGI guards that answer before the body is read: a body-size limit and a JSON-only
-content type. They sit inside the request-id middleware, so their problems carry the id."""
+"""Pure-ASGI middleware: guards that answer before the body is read (a body-size limit and a
+JSON-only content type), and the redaction every problem body passes on its way out. They sit
+inside the request-id middleware, so their problems carry the id."""
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+import json
+
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor_common.logging import redact, redact_text
 from conveyor_common.problems import (
+    PROBLEM_CONTENT_TYPE,
     ConveyorError,
     MalformedBody,
     PayloadTooLarge,
@@ -119,3 +124,52 @@ class JsonContentTypeMiddleware:
                 await _answer(error, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def redact_problem(body: bytes) -> bytes:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return redact_text(body.decode("utf-8", errors="replace")).encode()
+    return json.dumps(
+        redact(document), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+
+
+class ProblemRedactionMiddleware:
+    """Every `application/problem+json` body leaving the gateway goes through
+    `conveyor_common.logging.redact`: values under secret-named keys and secret-shaped strings
+    (API keys, bearer tokens, JWTs, DSN passwords) are replaced, whoever wrote the problem — a
+    validation error naming a client-chosen field, an upstream service, or the gateway. Other
+    responses pass untouched and unbuffered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        chunks: list[bytes] = []
+
+        async def send_redacted(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if content_type.split(";", 1)[0].strip().lower() == PROBLEM_CONTENT_TYPE:
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = redact_problem(b"".join(chunks))
+                headers = MutableHeaders(raw=list(held.get("headers", [])))
+                headers["content-length"] = str(len(body))
+                await send({**held, "headers": headers.raw})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_redacted)

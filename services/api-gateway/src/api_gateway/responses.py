@@ -14,6 +14,7 @@ from conveyor_common.problems import (
     ConveyorError,
     Forbidden,
     GatewayTimeout,
+    RateLimited,
     ServiceUnavailable,
     Unauthorized,
 )
@@ -21,6 +22,7 @@ from conveyor_common.problems import (
 AUTHENTICATED_ROUTE_PROBLEMS: tuple[type[ConveyorError], ...] = (
     Unauthorized,
     Forbidden,
+    RateLimited,
     BadGateway,
     ServiceUnavailable,
     GatewayTimeout,

@@ -23,6 +23,8 @@ V1_ROUTES = [
     ("GET", "/v1/tasks", None),
 ]
 BEARER_CHALLENGE = 'Bearer realm="conveyor"'
+# RFC 6750: credentials were sent but are not valid.
+INVALID_TOKEN = 'Bearer realm="conveyor", error="invalid_token"'
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -31,13 +33,15 @@ def bearer(key: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("method", "path", "body"), V1_ROUTES)
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "challenge"),
     [
-        pytest.param({}, id="no-header"),
-        pytest.param({"Authorization": "Bearer"}, id="empty-bearer"),
-        pytest.param({"Authorization": "Basic dXNlcjpwYXNz"}, id="basic-scheme"),
-        pytest.param(bearer("cvk_nope00_" + "x" * 43), id="unknown-key"),
-        pytest.param(bearer("x" * 257), id="oversized-key"),
+        pytest.param({}, BEARER_CHALLENGE, id="no-header"),
+        pytest.param({"Authorization": "Bearer"}, BEARER_CHALLENGE, id="empty-bearer"),
+        pytest.param({"Authorization": "Basic dXNlcjpwYXNz"}, BEARER_CHALLENGE, id="basic-scheme"),
+        pytest.param(bearer("cvk_nope00_" + "x" * 43), INVALID_TOKEN, id="unknown-key"),
+        pytest.param(bearer("cvk_" + "x" * 253), INVALID_TOKEN, id="oversized-key"),
+        # Not an API key, and this gateway trusts no identity provider.
+        pytest.param(bearer("x" * 40), INVALID_TOKEN, id="not-a-key-no-jwt"),
     ],
 )
 async def test_every_route_needs_a_valid_key(
@@ -46,11 +50,12 @@ async def test_every_route_needs_a_valid_key(
     path: str,
     body: object,
     headers: dict[str, str],
+    challenge: str,
 ) -> None:
     response = await gateway.request(method, path, json=body, headers=headers)
 
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == BEARER_CHALLENGE
+    assert response.headers["www-authenticate"] == challenge
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "urn:conveyor:problem:unauthorized"
 
@@ -64,10 +69,15 @@ async def test_authentication_comes_before_body_validation(
     assert double.calls == []
 
 
-async def test_oversized_key_is_refused_without_asking_job_service(
-    gateway: httpx.AsyncClient, double: Any
+@pytest.mark.parametrize(
+    "credential",
+    [pytest.param("cvk_" + "x" * 253, id="oversized-key"), pytest.param("x" * 40, id="not-a-key")],
+)
+async def test_credentials_that_cannot_be_keys_are_refused_without_asking_job_service(
+    gateway: httpx.AsyncClient, double: Any, credential: str
 ) -> None:
-    await gateway.get("/v1/tasks", headers=bearer("x" * 257))
+    response = await gateway.get("/v1/tasks", headers=bearer(credential))
+    assert response.status_code == 401
     assert double.calls_to("/internal/v1/auth/verify") == []
 
 

@@ -19,7 +19,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_drains_in_flight_requests_on_sigterm(
-    upstream_double: Any, double: Any, keys: Any, process_log_dir: Path
+    upstream_double: Any,
+    double: Any,
+    keys: Any,
+    process_log_dir: Path,
+    redis_backend: Any,
+    redis_namespace: str,
 ) -> None:
     port = free_port()
     process = ManagedProcess(
@@ -31,6 +36,8 @@ def test_drains_in_flight_requests_on_sigterm(
             "CONVEYOR_INTERNAL_TOKEN": keys.internal_token,
             "CONVEYOR_JOB_SERVICE_URL": upstream_double.url,
             "CONVEYOR_RESULT_SERVICE_URL": upstream_double.url,
+            "CONVEYOR_REDIS_URL": redis_backend.url,
+            "CONVEYOR_REDIS_NAMESPACE": redis_namespace,
         },
         log_dir=process_log_dir,
     ).start()

@@ -54,10 +54,10 @@ def test_routes_use_the_public_models(openapi: dict[str, Any]) -> None:
 def test_routes_declare_their_problems(openapi: dict[str, Any]) -> None:
     paths = openapi["paths"]
     submit = paths["/v1/jobs"]["post"]["responses"]
-    assert {"400", "401", "403", "413", "415", "422", "502", "503", "504"} <= set(submit)
+    assert {"400", "401", "403", "413", "415", "422", "429", "502", "503", "504"} <= set(submit)
     assert submit["401"]["content"]["application/problem+json"]["schema"] == ref("Problem")
     result = paths["/v1/jobs/{job_id}/result"]["get"]["responses"]
-    assert {"404", "409", "410"} <= set(result)
+    assert {"404", "409", "410", "429"} <= set(result)
 
 
 def test_bearer_security_scheme(openapi: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""`/v1/jobs`: submit, read, list and fetch results. Thin: authenticate, validate, delegate."""
+"""`/v1/jobs`: submit, read, list, fetch results and history, cancel and retry. Thin:
+authenticate, validate, delegate."""
 
 from __future__ import annotations
 
@@ -9,19 +10,28 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
-from api_gateway.auth import Reader, Writer, call_context
+from api_gateway.auth import Manager, Reader, Writer, call_context
 from api_gateway.deps import JobsDep
-from api_gateway.errors import JobCancelled, JobFailed, JobNotFinished, ResultExpired
+from api_gateway.errors import (
+    JobAlreadyFinished,
+    JobCancelled,
+    JobFailed,
+    JobNotFinished,
+    JobNotRetryable,
+    ResultExpired,
+)
 from api_gateway.responses import AUTHENTICATED_ROUTE_PROBLEMS, relay
 from conveyor_common import limits
 from conveyor_common.jobs import (
     BatchCreate,
     BatchRead,
     JobCreate,
+    JobEventList,
     JobList,
     JobRead,
     JobResult,
     QueueName,
+    Tag,
     TaskName,
 )
 from conveyor_common.problems import (
@@ -103,6 +113,7 @@ async def list_jobs(
     status: JobStatus | None = None,
     task: Annotated[TaskName | None, Query()] = None,
     queue: Annotated[QueueName | None, Query()] = None,
+    tag: Annotated[Tag | None, Query(description="Only jobs carrying this tag.")] = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = limits.DEFAULT_PAGE_SIZE,
@@ -115,6 +126,8 @@ async def list_jobs(
         params["task"] = task
     if queue is not None:
         params["queue"] = queue
+    if tag is not None:
+        params["tag"] = tag
     if created_after is not None:
         params["created_after"] = created_after.isoformat()
     if created_before is not None:
@@ -159,3 +172,59 @@ async def get_job_result(
     job_id: uuid.UUID, principal: Reader, jobs: JobsDep, request: Request
 ) -> Response:
     return relay(await jobs.result(job_id, call_context(request, principal.tenant_id)))
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_model=JobEventList,
+    responses=problem_responses(*AUTHENTICATED_ROUTE_PROBLEMS, JobNotFound, InvalidRequest),
+    summary="Read a job's history, oldest first",
+    description=(
+        "Every attempt's lifecycle events (`received`, `started`, `succeeded`, `failed`, "
+        "`skipped`) and the platform's own (`cancelled`, `retried`, `replayed`, ...)."
+    ),
+)
+async def get_job_events(
+    job_id: uuid.UUID, principal: Reader, jobs: JobsDep, request: Request
+) -> Response:
+    return relay(await jobs.events(job_id, call_context(request, principal.tenant_id)))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobRead,
+    responses=problem_responses(
+        *AUTHENTICATED_ROUTE_PROBLEMS, JobNotFound, JobAlreadyFinished, InvalidRequest
+    ),
+    summary="Cancel a job",
+    description=(
+        "A job not yet finished becomes `CANCELLED`: a queued job never runs, a running one is "
+        "stopped. Cancelling a `CANCELLED` job again answers the same job; a job that "
+        "`SUCCEEDED` or `FAILED` gets `409 job-already-finished` with `extra.status`."
+    ),
+)
+async def cancel_job(
+    job_id: uuid.UUID, principal: Manager, jobs: JobsDep, request: Request
+) -> Response:
+    return relay(await jobs.cancel(job_id, call_context(request, principal.tenant_id)))
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    response_model=JobRead,
+    responses=problem_responses(
+        *AUTHENTICATED_ROUTE_PROBLEMS, JobNotFound, JobNotRetryable, InvalidRequest
+    ),
+    summary="Run a failed or cancelled job again",
+    description=(
+        "A `FAILED` or `CANCELLED` job starts a new cycle of attempts (`PENDING`, next "
+        "`cycle`; attempt numbers count on and the history is kept). Any other job gets "
+        "`409 job-not-retryable` with `extra.status`."
+    ),
+)
+async def retry_job(
+    job_id: uuid.UUID, principal: Manager, jobs: JobsDep, request: Request
+) -> Response:
+    relayed = await jobs.retry(job_id, call_context(request, principal.tenant_id))
+    return relay(relayed, {"Location": f"/v1/jobs/{relayed.model.id}"})

@@ -16,7 +16,15 @@ from pydantic import BaseModel
 from api_gateway.errors import JobCancelled, JobFailed, JobNotFinished, ResultExpired
 from api_gateway.upstream import CallContext, Upstream, UpstreamProblem
 from conveyor_common.catalog import TaskCatalog
-from conveyor_common.jobs import BatchCreate, BatchRead, JobCreate, JobList, JobRead, JobResult
+from conveyor_common.jobs import (
+    BatchCreate,
+    BatchRead,
+    JobCreate,
+    JobEventList,
+    JobList,
+    JobRead,
+    JobResult,
+)
 from conveyor_common.problems import PROBLEM_TYPE_PREFIX
 from conveyor_common.statuses import JobStatus
 
@@ -75,6 +83,22 @@ class JobsGateway:
     async def list(self, params: Mapping[str, str], ctx: CallContext) -> Relayed[JobList]:
         response = await self.job_service.request("GET", "/internal/v1/jobs", ctx, params=params)
         return self._relay(self.job_service, response, JobList, 200)
+
+    async def events(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobEventList]:
+        response = await self.job_service.request(
+            "GET", f"/internal/v1/jobs/{job_id}/events", ctx
+        )
+        return self._relay(self.job_service, response, JobEventList, 200)
+
+    async def cancel(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
+        response = await self.job_service.request(
+            "POST", f"/internal/v1/jobs/{job_id}/cancel", ctx
+        )
+        return self._relay(self.job_service, response, JobRead, 200)
+
+    async def retry(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
+        response = await self.job_service.request("POST", f"/internal/v1/jobs/{job_id}/retry", ctx)
+        return self._relay(self.job_service, response, JobRead, 202)
 
     async def tasks(self, ctx: CallContext) -> Relayed[TaskCatalog]:
         response = await self.job_service.request("GET", "/internal/v1/tasks", ctx)

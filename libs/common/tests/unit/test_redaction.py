@@ -1,0 +1,106 @@
+"""Every kind of secret Conveyor handles is redacted from log values and problem bodies: API keys,
+bearer tokens, JWTs, DSN passwords, and values of fields named like secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+import structlog
+
+from conveyor_common.logging import REDACTED, configure_logging, redact, redact_text
+
+API_KEY = "cvk_ab12cd_" + "S3cretPart-_x" * 3
+# header {"alg":"RS256","typ":"JWT"} . payload . signature, as an identity provider issues them
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."
+    "eyJzdWIiOiJhZGEiLCJ0ZW5hbnQiOiJhY21lIn0."
+    "c2lnbmF0dXJlLWJ5dGVzLWhlcmU_-x"
+)
+BASIC = base64.b64encode(b"ada:hunter2-canary").decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        pytest.param(f"key {API_KEY} used", API_KEY, id="api-key"),
+        pytest.param(f"Authorization: Bearer {API_KEY}", API_KEY, id="bearer-api-key"),
+        pytest.param(f"Authorization: Bearer {JWT}", JWT, id="bearer-jwt"),
+        pytest.param(f"token={JWT}&x=1", JWT, id="bare-jwt"),
+        pytest.param(f'{{"id_token": "{JWT}"}}', JWT, id="jwt-in-json-text"),
+        pytest.param(f"Authorization: Basic {BASIC}", BASIC, id="basic-auth"),
+        pytest.param("redis://conveyor:pw-canary@redis:6379/0", "pw-canary", id="redis-acl"),
+        pytest.param("rediss://:pw-canary@redis:6380/0", "pw-canary", id="rediss"),
+        pytest.param("postgresql+asyncpg://app:pw-canary@db/app", "pw-canary", id="postgres"),
+    ],
+)
+def test_secrets_inside_text_are_redacted(text: str, secret: str) -> None:
+    redacted = redact_text(text)
+    assert secret not in redacted
+    assert REDACTED in redacted
+
+
+def test_a_jwt_without_signature_is_still_redacted() -> None:
+    unsigned = JWT.rsplit(".", 1)[0] + "."
+    assert redact_text(f"got {unsigned} here") == f"got {REDACTED} here"
+
+
+def test_ordinary_dotted_text_is_left_alone() -> None:
+    text = "api_gateway.auth.tokens rejected job 0190.abc.def"
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["password", "db_password", "passwd", "api_token", "access_token", "refresh_token",
+     "client_secret", "api_key", "X-Api-Key", "private_key", "signing_key", "aws_access_key_id",
+     "authorization", "auth", "credentials", "session_cookie", "jwt", "bearer", "database_dsn"],
+)  # fmt: skip
+def test_argument_fields_named_like_secrets_are_redacted(field: str) -> None:
+    args = {"job": {"args": {field: "plain-canary", "count": 3}}}
+    assert redact(args) == {"job": {"args": {field: REDACTED, "count": 3}}}
+
+
+@pytest.mark.parametrize(
+    "field", ["author", "authority", "passenger_count", "keyboard", "tokenizer_name"]
+)
+def test_where_the_field_name_line_is(field: str) -> None:
+    # "pass", "token" match as substrings on purpose (better too much than too little); these
+    # show where the line is.
+    expected = REDACTED if field in {"passenger_count", "tokenizer_name"} else "v"
+    assert redact({field: "v"}) == {field: expected}
+
+
+def test_rendered_log_lines_carry_no_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("test", json=True, level="INFO")
+        structlog.configure(cache_logger_on_first_use=False)
+        log = structlog.get_logger("t")
+        log.info(
+            "auth.attempt",
+            authorization=f"Bearer {API_KEY}",
+            header=f"Bearer {JWT}",
+            args={"password": "pw-canary-1", "nested": [{"api_token": "pw-canary-2"}]},
+            dsn_text="redis://u:pw-canary-3@h/0",
+        )
+        logging.getLogger("uvicorn.error").warning("stdlib line with %s", JWT)
+        try:
+            raise RuntimeError(f"connect failed postgresql://app:pw-canary-4@db/app {API_KEY}")
+        except RuntimeError:
+            log.exception("boom")
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        json.loads(line)
+    text = "\n".join(lines)
+    for secret in (API_KEY, JWT, "pw-canary-1", "pw-canary-2", "pw-canary-3", "pw-canary-4"):
+        assert secret not in text

@@ -1,0 +1,98 @@
+"""API-key authentication: job-service verifies a key; the gateway remembers a positive answer
+for a few seconds, keyed by a SHA-256 digest of the key (never the key, which is never logged)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import structlog
+from pydantic import BaseModel
+
+from api_gateway.auth.principal import Principal
+from api_gateway.errors import InvalidCredentials
+from api_gateway.upstream import CallContext, Upstream
+
+log = structlog.get_logger("api_gateway.auth")
+
+API_KEY_PREFIX = "cvk_"
+VERIFY_PATH = "/internal/v1/auth/verify"
+# job-service's own bound on a presented key; longer ones are refused without asking it.
+MAX_KEY_LENGTH = 256
+# Statuses with which job-service says "this is not a valid key" (rather than "I failed").
+_REJECTED = frozenset({400, 401, 403, 404, 422})
+
+
+class VerifiedKey(BaseModel):
+    """job-service's answer to `POST /internal/v1/auth/verify`."""
+
+    tenant_id: str
+    scopes: list[str]
+    key_id: str
+
+
+class VerifyRequest(BaseModel):
+    key: str
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def fingerprint(credential: str) -> str:
+    """A short digest that lets an operator correlate attempts without holding a secret."""
+    return key_digest(credential).hex()[:12]
+
+
+class KeyVerifier:
+    def __init__(
+        self,
+        job_service: Upstream,
+        *,
+        ttl_seconds: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._job_service = job_service
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+
+    async def verify(self, key: str, ctx: CallContext) -> Principal:
+        if len(key) > MAX_KEY_LENGTH:
+            log.info("auth.rejected", reason="too-long", fingerprint=fingerprint(key))
+            raise InvalidCredentials("The API key is not valid.")
+        digest = key_digest(key)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            expires_at, principal = cached
+            if expires_at > now:
+                return principal
+            del self._cache[digest]
+        principal = await self._ask(key, digest, ctx)
+        self._remember(digest, principal, now)
+        return principal
+
+    async def _ask(self, key: str, digest: bytes, ctx: CallContext) -> Principal:
+        body = VerifyRequest(key=key).model_dump_json().encode()
+        response = await self._job_service.request("POST", VERIFY_PATH, ctx, content=body)
+        if response.status_code in _REJECTED:
+            log.info("auth.rejected", reason="unknown-key", fingerprint=digest.hex()[:12])
+            raise InvalidCredentials("The API key is not valid.")
+        self._job_service.check(response, 200)
+        answer = self._job_service.parse(response, VerifiedKey)
+        return Principal(
+            tenant_id=answer.tenant_id, key_id=answer.key_id, scopes=frozenset(answer.scopes)
+        )
+
+    def _remember(self, digest: bytes, principal: Principal, now: float) -> None:
+        if self._ttl <= 0:
+            return
+        self._cache[digest] = (now + self._ttl, principal)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)

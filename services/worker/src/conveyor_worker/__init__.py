@@ -6,7 +6,12 @@ Importing this package builds nothing and imports no metrics (see `__main__`).
 """
 
 from conveyor_common.envelope import JobContext
-from conveyor_worker.errors import DuplicateTaskError, PermanentError, TaskRegistrationError
+from conveyor_worker.errors import (
+    DuplicateTaskError,
+    PermanentError,
+    TaskInterrupted,
+    TaskRegistrationError,
+)
 from conveyor_worker.registry import RegisteredTask, TaskRegistry
 
 __all__ = [
@@ -14,6 +19,7 @@ __all__ = [
     "JobContext",
     "PermanentError",
     "RegisteredTask",
+    "TaskInterrupted",
     "TaskRegistrationError",
     "TaskRegistry",
 ]

@@ -1,7 +1,8 @@
 """`python -m conveyor_worker`: the Celery worker plus the health/metrics HTTP server.
 
 Celery's own worker installs the signal handlers, so SIGTERM to this process (PID 1 in a pod)
-is a warm shutdown: running tasks finish, nothing new is taken.
+is a warm shutdown: running tasks finish, nothing new is taken, within
+`CONVEYOR_WORKER_SHUTDOWN_GRACE_SECONDS` (see `shutdown`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ def main() -> None:
         ],
         max_timeout_seconds=settings.max_timeout_seconds,
         hard_time_limit_ceiling_seconds=app.conf.task_time_limit,
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace(float(app.conf.task_time_limit)),
     )
+    if own_metrics_dir is not None:
+        # Also when the worker exits hard at the end of its shutdown grace (no `finally` then).
+        runtime.exit_hooks.append(lambda: shutil.rmtree(own_metrics_dir, ignore_errors=True))
     health = None
     if settings.port:
         health = HealthServer(settings.host, settings.port, runtime.readiness).start()

@@ -7,21 +7,26 @@ sets one (pitfall #21).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from celery import Celery, Task
-from celery.exceptions import TimeLimitExceeded
+from celery.exceptions import Ignore, Reject, TimeLimitExceeded
 
 from conveyor_common.celery_app import create_celery_app
 from conveyor_common.envelope import ENVELOPE_KWARG, TaskEnvelope
-from conveyor_common.events import EventType
+from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_common.results import TaskFailure
 from conveyor_worker.config import Settings
-from conveyor_worker.events import DeferredFinalSink
+from conveyor_worker.events import DeferredFinalSink, PipelineOp
+from conveyor_worker.leases import HeldAttempt, LeaseKeeper, LeaseUnavailable, Skipped
+from conveyor_worker.metrics import TASKS, Outcome
 from conveyor_worker.registry import RegisteredTask, TaskRegistry
 from conveyor_worker.runner import (
     TIME_LIMIT_EXCEEDED,
+    AttemptSkipped,
     Failure,
     clean_message,
     identity,
@@ -32,7 +37,53 @@ from conveyor_worker.runtime import WorkerRuntime
 from conveyor_worker.signals import connect_worker_signals, consuming_step
 
 log = structlog.get_logger("conveyor.worker")
-PENDING_ATTR = "conveyor_final_events"
+PENDING_ATTR = "conveyor_invocation"
+# Redis did not answer the fence: the message goes back to its queue after this pause, so an
+# outage does not turn into a busy loop of deliveries.
+LEASE_RETRY_PAUSE_SECONDS = 1.0
+
+
+class Invocation:
+    """One run of a Conveyor task under Celery: the final event held back until Celery stored the
+    outcome, and the attempt's lease, released in the same round trip as that event. It is the
+    runner's `AttemptGuard`, so it knows which attempt it holds."""
+
+    def __init__(self, events: DeferredFinalSink, leases: LeaseKeeper) -> None:
+        self.events = events
+        self.leases = leases
+        self.held: HeldAttempt | None = None
+
+    def acquire(
+        self, envelope: TaskEnvelope, worker: str | None, started: Sequence[LifecycleEvent]
+    ) -> HeldAttempt | Skipped:
+        claim = self.leases.acquire(envelope, worker, started)
+        if isinstance(claim, HeldAttempt):
+            self.held = claim
+        return claim
+
+    def _release(self) -> list[PipelineOp]:
+        return [self.held.release_on] if self.held is not None else []
+
+    def finish(self) -> None:
+        try:
+            self.events.flush(then=self._release())
+        finally:
+            self.abandon()
+
+    def finish_as_failure(self, *, error_type: str, message: str) -> None:
+        try:
+            self.events.flush_as_failure(
+                error_type=error_type, message=message, then=self._release()
+            )
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Stops renewing the lease without deleting it: it expires by itself. (A no-op once
+        released.) Renewing the lease of an attempt nobody will finish would hide it from
+        job-service's reconciler forever."""
+        if self.held is not None:
+            self.held.abandon()
 
 
 class ConveyorTask(Task):  # type: ignore[misc]
@@ -40,16 +91,16 @@ class ConveyorTask(Task):  # type: ignore[misc]
 
     runtime: WorkerRuntime
 
-    def _take_pending(self) -> DeferredFinalSink | None:
-        sink = getattr(self.request, PENDING_ATTR, None)
+    def _take_invocation(self) -> Invocation | None:
+        invocation = getattr(self.request, PENDING_ATTR, None)
         setattr(self.request, PENDING_ATTR, None)
-        return sink if isinstance(sink, DeferredFinalSink) else None
+        return invocation if isinstance(invocation, Invocation) else None
 
     def on_success(self, _retval: Any, _task_id: str, _args: Any, _kwargs: Any) -> None:
         # Celery calls this after it stored the result: now the final event may go out.
-        sink = self._take_pending()
-        if sink is not None:
-            sink.flush()
+        invocation = self._take_invocation()
+        if invocation is not None:
+            invocation.finish()
 
     def on_failure(
         self, exc: BaseException, task_id: str, _args: Any, kwargs: Any, _einfo: Any
@@ -59,14 +110,16 @@ class ConveyorTask(Task):  # type: ignore[misc]
         if isinstance(exc, TimeLimitExceeded):
             report_hard_time_limit(self, self.runtime, task_id, kwargs, exc)
             return
-        sink = self._take_pending()
-        if sink is None:
+        invocation = self._take_invocation()
+        if invocation is None:
             return
-        if any(event.type == EventType.SUCCEEDED for event in sink.pending):
+        if any(event.type == EventType.SUCCEEDED for event in invocation.events.pending):
             # The function returned, but Celery could not store the result.
-            sink.flush_as_failure(error_type=type(exc).__name__, message=clean_message(str(exc)))
+            invocation.finish_as_failure(
+                error_type=type(exc).__name__, message=clean_message(str(exc))
+            )
         else:
-            sink.flush()
+            invocation.finish()
 
 
 def report_hard_time_limit(
@@ -89,6 +142,10 @@ def report_hard_time_limit(
     except Exception:
         log.exception("jobs.hard_time_limit_unreported", job_id=task_id)
         return
+    # The lease is left to expire: billiard calls this before it kills the child, whose
+    # heartbeat could set a lease deleted now once more. Nothing waits for it: the failed event
+    # ends the attempt, and the next attempt's acquire does not look at leases.
+    TASKS.labels(envelope.task, envelope.queue, Outcome.FAILED).inc()
     log.warning(
         "jobs.failed",
         job_id=task_id,
@@ -104,16 +161,33 @@ def _register(
     app: Celery, base: type[ConveyorTask], task: RegisteredTask, runtime: WorkerRuntime
 ) -> None:
     def run(self: Task, *_args: Any, **kwargs: Any) -> dict[str, Any]:
-        events = DeferredFinalSink(runtime.events())
+        invocation = Invocation(DeferredFinalSink(runtime.events()), runtime.leases())
         # `self.request` is this invocation's context (thread-local), where on_success and
-        # on_failure find the held-back final event.
-        setattr(self.request, PENDING_ATTR, events)
-        return run_job(
-            task,
-            kwargs.get(ENVELOPE_KWARG),
-            events=events,
-            worker=self.request.hostname or runtime.worker_name,
-        )
+        # on_failure find the held-back final event and the lease.
+        setattr(self.request, PENDING_ATTR, invocation)
+        try:
+            return run_job(
+                task,
+                kwargs.get(ENVELOPE_KWARG),
+                events=invocation.events,
+                attempts=invocation,
+                worker=self.request.hostname or runtime.worker_name,
+            )
+        except AttemptSkipped as exc:
+            # Acked, and nothing stored: a result now could overwrite the outcome of the
+            # attempt that did run. (A lease lost mid-run is another holder's now: left alone.)
+            invocation.abandon()
+            raise Ignore() from exc
+        except LeaseUnavailable as exc:
+            log.warning("jobs.fence_unavailable", error=str(exc))
+            time.sleep(LEASE_RETRY_PAUSE_SECONDS)
+            raise Reject(str(exc), requeue=True) from exc
+        except Exception:
+            raise  # on_failure finishes the invocation
+        except BaseException:
+            # SystemExit and the like skip on_failure; the lease must not outlive the attempt.
+            invocation.abandon()
+            raise
 
     run.__name__ = run.__qualname__ = (
         task.name.replace(".", "_").replace(":", "_").replace("-", "_")

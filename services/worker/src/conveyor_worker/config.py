@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from conveyor_common.celery_app import visibility_timeout
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.settings import BaseServiceSettings, CelerySettings, RedisSettings
 from conveyor_worker.builtin.http_request import DEFAULT_MAX_RESPONSE_BYTES, HttpPolicy
@@ -67,6 +68,25 @@ class Settings(BaseServiceSettings, RedisSettings, CelerySettings):
     events_stream_maxlen: int = Field(default=DEFAULT_STREAM_MAXLEN, ge=1_000)
     heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
     worker_ttl_seconds: int = Field(default=30, ge=2)
+    lease_ttl_seconds: int = Field(
+        default=30,
+        ge=2,
+        description="Lifetime of an attempt's lease, renewed every third of it while the task "
+        "runs; the same setting job-service's reconciler reads.",
+    )
+    cancel_check_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the lease heartbeat looks for a cancel (and renews) while tasks "
+        "run, when that is more often than every third of the lease TTL.",
+    )
+    shutdown_grace_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        validation_alias=AliasChoices("CONVEYOR_WORKER_SHUTDOWN_GRACE_SECONDS"),
+        description="After SIGTERM, how long running tasks may go on before the worker exits "
+        "hard; by default the longest hard time limit plus 30 s.",
+    )
 
     @field_validator("queues", "task_modules", "http_allowed_hosts", mode="before")
     @classmethod
@@ -90,6 +110,24 @@ class Settings(BaseServiceSettings, RedisSettings, CelerySettings):
     @property
     def keys(self) -> RedisKeys:
         return RedisKeys(self.redis_namespace)
+
+    @property
+    def lease_tick_seconds(self) -> float:
+        return min(self.lease_ttl_seconds / 3, self.cancel_check_interval_seconds)
+
+    @property
+    def fence_ttl_seconds(self) -> int:
+        # A kombu redelivery comes at most about one visibility timeout after the first
+        # delivery; the fence must outlive it to turn it into a skip.
+        return 2 * visibility_timeout(self.max_timeout_seconds)
+
+    def shutdown_grace(self, hard_time_limit_ceiling: float) -> float:
+        """The grace after SIGTERM; by default Celery's hard time limit ceiling (the app's
+        `task_time_limit`) plus 30 s to report, so the longest task finishes, and the pod's own
+        grace (3,700 s in deploy/) is not reached."""
+        if self.shutdown_grace_seconds is not None:
+            return self.shutdown_grace_seconds
+        return hard_time_limit_ceiling + 30
 
     @property
     def effective_concurrency(self) -> int:

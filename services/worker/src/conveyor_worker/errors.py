@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 
 class PermanentError(Exception):
     """Raise (or subclass) this from a task when retrying cannot help, e.g. a 404 or a refused
@@ -18,3 +20,9 @@ class DuplicateTaskError(TaskRegistrationError):
 
 class TaskDiscoveryError(Exception):
     """An entry point or configured module could not be loaded into a task registry."""
+
+
+class TaskInterrupted(SoftTimeLimitExceeded):  # type: ignore[misc]
+    """Raised inside a running task when the worker stops it: its job was cancelled, or another
+    attempt took its lease. A subclass of Celery's `SoftTimeLimitExceeded`, so a task that
+    cleans up on a soft time limit cleans up here too."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import redis
+from redis.client import Pipeline
 
 from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_common.redis_keys import RedisKeys
@@ -17,8 +19,14 @@ FINAL_EVENTS = frozenset({EventType.SUCCEEDED, EventType.FAILED})
 DEFAULT_STREAM_MAXLEN = 1_000_000
 
 
+# A command queued on the pipeline that carries events (e.g. releasing the attempt's lease), so
+# it costs no round trip of its own.
+PipelineOp = Callable[[Pipeline], object]
+
+
 class EventSink(Protocol):
-    def append(self, *events: LifecycleEvent) -> None: ...
+    def append(self, *events: LifecycleEvent, then: Sequence[PipelineOp] = ()) -> None:
+        """Appends `events` in order, then runs `then` in the same round trip."""
 
 
 class RedisEventSink:
@@ -31,8 +39,8 @@ class RedisEventSink:
         self.stream = keys.events_stream
         self.maxlen = maxlen
 
-    def append(self, *events: LifecycleEvent) -> None:
-        if not events:
+    def append(self, *events: LifecycleEvent, then: Sequence[PipelineOp] = ()) -> None:
+        if not events and not then:
             return
         pipe = self.client.pipeline(transaction=False)
         for event in events:
@@ -42,6 +50,8 @@ class RedisEventSink:
                 maxlen=self.maxlen,
                 approximate=True,
             )
+        for op in then:
+            op(pipe)
         pipe.execute()
 
 
@@ -53,18 +63,24 @@ class DeferredFinalSink:
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.pending: list[LifecycleEvent] = []
+        self.then: list[PipelineOp] = []
 
-    def append(self, *events: LifecycleEvent) -> None:
+    def append(self, *events: LifecycleEvent, then: Sequence[PipelineOp] = ()) -> None:
         if any(event.type in FINAL_EVENTS for event in events):
             self.pending.extend(events)
+            self.then.extend(then)
         else:
-            self.sink.append(*events)
+            self.sink.append(*events, then=then)
 
-    def flush(self) -> None:
+    def flush(self, *, then: Sequence[PipelineOp] = ()) -> None:
+        """Sends what was held back, then `then`, in one round trip."""
         pending, self.pending = self.pending, []
-        self.sink.append(*pending)
+        ops, self.then = [*self.then, *then], []
+        self.sink.append(*pending, then=ops)
 
-    def flush_as_failure(self, *, error_type: str, message: str) -> None:
+    def flush_as_failure(
+        self, *, error_type: str, message: str, then: Sequence[PipelineOp] = ()
+    ) -> None:
         """The function succeeded but its result could not be stored: the attempt failed."""
         self.pending = [
             event.model_copy(
@@ -79,7 +95,7 @@ class DeferredFinalSink:
             else event
             for event in self.pending
         ]
-        self.flush()
+        self.flush(then=then)
 
 
 def make_event(

@@ -1,9 +1,11 @@
 """Running one job: the whole task wrapper as a plain function, testable without Celery.
 
-validate the envelope → validate the arguments → `received` + `started` (one pipeline) → run →
-`succeeded` or `failed`. Success returns the `StoredResult` Celery stores; failure raises
-`TaskFailure`, so Celery's result backend records FAILURE with the tenant. Under Celery the
-sink holds the final event back until the result is stored (`events.DeferredFinalSink`).
+validate the envelope → validate the arguments → pass the attempt fence (one Lua script that
+also appends `received` + `started`; a redelivered or cancelled attempt gets `skipped` instead)
+→ run, interruptible by the lease heartbeat → `succeeded` or `failed`. Success returns the
+`StoredResult` Celery stores; failure raises `TaskFailure`, so Celery's result backend records
+FAILURE with the tenant. Under Celery the sink holds the final event back until the result is
+stored (`events.DeferredFinalSink`), and the lease is released in the same round trip.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+import redis
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
@@ -20,12 +24,13 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from conveyor_common import limits
 from conveyor_common.envelope import JobContext, TaskEnvelope
-from conveyor_common.events import EventType, truncate
+from conveyor_common.events import EventType, LifecycleEvent, truncate
 from conveyor_common.logging import redact_text
 from conveyor_common.results import StoredResult, TaskFailure
 from conveyor_worker.errors import PermanentError
 from conveyor_worker.events import EventSink, make_event
-from conveyor_worker.metrics import BUSY_SLOTS, JOB_RUN_DURATION, JOBS_FINISHED, JOBS_STARTED
+from conveyor_worker.leases import LEASE_LOST, HeldAttempt, Skipped
+from conveyor_worker.metrics import BUSY_SLOTS, JOB_RUN_DURATION, TASKS, Outcome
 from conveyor_worker.registry import RegisteredTask
 
 log = structlog.get_logger("conveyor.worker")
@@ -35,6 +40,7 @@ INVALID_ARGUMENTS = "InvalidArguments"
 TIME_LIMIT_EXCEEDED = "TimeLimitExceeded"
 RESULT_NOT_SERIALIZABLE = "ResultNotSerializable"
 UNKNOWN_TASK = "UnknownTask"
+CANCELLED = "Cancelled"
 
 
 class Failure(BaseModel):
@@ -154,15 +160,35 @@ def _json_result(envelope: TaskEnvelope, value: Any) -> dict[str, Any]:
     return payload
 
 
+class AttemptGuard(Protocol):
+    """Decides whether an attempt may run (`leases.LeaseKeeper`, through the Celery task)."""
+
+    def acquire(
+        self, envelope: TaskEnvelope, worker: str | None, started: Sequence[LifecycleEvent]
+    ) -> HeldAttempt | Skipped: ...
+
+
+class AttemptSkipped(Exception):
+    """The message was not run (its job was cancelled, or its attempt already started); the
+    `skipped` event is written. Celery must ack it and store nothing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def run_job(
     task: RegisteredTask,
     raw_job: object,
     *,
     events: EventSink,
+    attempts: AttemptGuard,
     worker: str | None = None,
 ) -> dict[str, Any]:
     """Runs `task` for the message's `job` kwarg; returns the JSON-ready `StoredResult` or raises
-    `TaskFailure` after appending a failed event."""
+    `TaskFailure` after appending a failed event, or `AttemptSkipped` after a skipped one.
+    `LeaseUnavailable` (from `attempts`) means nothing was decided: the message should come
+    back later."""
     try:
         envelope = parse_envelope(raw_job, task.name)
     except (ValidationError, ValueError) as exc:
@@ -174,27 +200,61 @@ def run_job(
         try:
             args = task.parse_args(envelope.args)
         except ValidationError as exc:
+            # Before the fence: these arguments fail the same way on every delivery, and a
+            # second `failed` event for the attempt changes nothing in job-service.
             failure = Failure(
                 error_type=INVALID_ARGUMENTS,
                 message=clean_message(describe_validation_error(exc)),
                 retryable=False,
             )
             report_failure(events, identity(envelope, worker), failure, received=True)
+            TASKS.labels(task.name, envelope.queue, Outcome.FAILED).inc()
             log.warning("jobs.invalid_arguments", attempt=envelope.attempt, error=failure.message)
             raise TaskFailure(envelope.tenant_id, failure.error_type, failure.message) from None
-        return _run_validated(task, envelope, args, events=events, worker=worker)
+        common = identity(envelope, worker)
+        started = (
+            make_event(EventType.RECEIVED, **common),
+            make_event(EventType.STARTED, **common),
+        )
+        claim = attempts.acquire(envelope, worker, started)
+        if isinstance(claim, Skipped):
+            _report_skip(events, envelope, common, claim.reason)
+            raise AttemptSkipped(claim.reason)
+        return _run_validated(task, envelope, args, claim, events=events, common=common)
+
+
+def _report_skip(
+    events: EventSink, envelope: TaskEnvelope, common: dict[str, Any], reason: str
+) -> None:
+    TASKS.labels(envelope.task, envelope.queue, Outcome.SKIPPED).inc()
+    log.info("jobs.skipped", attempt=envelope.attempt, reason=reason)
+    try:
+        events.append(make_event(EventType.SKIPPED, **common, error_message=reason))
+    except redis.RedisError as exc:
+        # Only a record: the skip itself is already decided, and storing anything in Celery's
+        # result backend now could overwrite the outcome of the attempt that did run.
+        log.warning("jobs.skip_unreported", attempt=envelope.attempt, error=str(exc))
+
+
+def _cancelled_failure(exc: BaseException, held: HeldAttempt) -> Failure | None:
+    """The failure to report for a task stopped because its job was cancelled, else None."""
+    if not held.cancelled:
+        return None
+    failure = Failure.from_exception(exc, error_type=CANCELLED)
+    failure.message = "the job was cancelled while it ran"
+    failure.retryable = False
+    return failure
 
 
 def _run_validated(
     task: RegisteredTask,
     envelope: TaskEnvelope,
     args: BaseModel,
+    held: HeldAttempt,
     *,
     events: EventSink,
-    worker: str | None,
+    common: dict[str, Any],
 ) -> dict[str, Any]:
-    common = identity(envelope, worker)
-    events.append(make_event(EventType.RECEIVED, **common), make_event(EventType.STARTED, **common))
     ctx = JobContext(
         job_id=envelope.job_id,
         tenant_id=envelope.tenant_id,
@@ -202,18 +262,23 @@ def _run_validated(
         idempotency_key=envelope.idempotency_key,
     )
     queue = envelope.queue
-    JOBS_STARTED.labels(task.name, queue).inc()
     log.info("jobs.started", attempt=envelope.attempt)
     start = time.perf_counter()
     failure: Failure | None = None
     BUSY_SLOTS.inc()
     try:
-        value = task.call(args, ctx)
-    except SoftTimeLimitExceeded as exc:
-        failure = Failure.from_exception(exc, error_type=TIME_LIMIT_EXCEEDED)
-        failure.message = clean_message(f"the task ran past its soft time limit ({exc})")
+        with held.interruptible:
+            value = task.call(args, ctx)
+    except SoftTimeLimitExceeded as exc:  # also TaskInterrupted, the heartbeat's stop
+        failure = _cancelled_failure(exc, held)
+        if failure is None:
+            failure = Failure.from_exception(exc, error_type=TIME_LIMIT_EXCEEDED)
+            failure.message = clean_message(f"the task ran past its soft time limit ({exc})")
     except Exception as exc:
-        failure = Failure.from_exception(exc)
+        # A task that turned the interruption into its own error was still stopped by us.
+        failure = (
+            _cancelled_failure(exc, held) if held.interruptible.fired else None
+        ) or Failure.from_exception(exc)
     else:
         try:
             payload = _json_result(envelope, value)
@@ -226,9 +291,17 @@ def _run_validated(
     duration_ms = round(seconds * 1000, 3)
     JOB_RUN_DURATION.labels(task.name, queue).observe(seconds)
 
+    if held.lost and not held.cancelled:
+        # Another holder has this job now: a later attempt (whose outcome is the one that
+        # counts), or another copy of this attempt after Redis lost the fence (which reports
+        # the outcome of this very attempt). Either way this copy reports and stores nothing.
+        _report_skip(events, envelope, common, LEASE_LOST)
+        raise AttemptSkipped(LEASE_LOST)
+
     if failure is not None:
         report_failure(events, common, failure, duration_ms=duration_ms)
-        JOBS_FINISHED.labels(task.name, queue, EventType.FAILED.value).inc()
+        outcome = Outcome.CANCELLED if failure.error_type == CANCELLED else Outcome.FAILED
+        TASKS.labels(task.name, queue, outcome).inc()
         log.warning(
             "jobs.failed",
             attempt=envelope.attempt,
@@ -240,6 +313,6 @@ def _run_validated(
         raise TaskFailure(envelope.tenant_id, failure.error_type, failure.message)
 
     events.append(make_event(EventType.SUCCEEDED, **common, duration_ms=duration_ms))
-    JOBS_FINISHED.labels(task.name, queue, EventType.SUCCEEDED.value).inc()
+    TASKS.labels(task.name, queue, Outcome.SUCCEEDED).inc()
     log.info("jobs.succeeded", attempt=envelope.attempt, duration_ms=duration_ms)
     return payload

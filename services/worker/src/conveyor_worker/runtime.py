@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -13,6 +16,7 @@ from redis.retry import Retry
 from conveyor_worker.advertise import Advertiser
 from conveyor_worker.config import Settings
 from conveyor_worker.events import RedisEventSink
+from conveyor_worker.leases import LeaseKeeper
 from conveyor_worker.registry import TaskRegistry
 
 
@@ -32,9 +36,17 @@ class WorkerRuntime:
         self.ready = threading.Event()  # the consumer reached `worker_ready` once
         self.consuming = threading.Event()  # the task consumer is started (cleared on loss)
         self.advertiser: Advertiser | None = None
+        self.controller: Any = None  # Celery's WorkController, in the main process
+        # Run (each briefly) when the worker exits hard at the end of its shutdown grace.
+        self.exit_hooks: list[Callable[[], None]] = []
         self._client: redis.Redis | None = None
         self._client_pid: int | None = None
+        self._leases: LeaseKeeper | None = None
         self._lock = threading.Lock()
+        # A pool process forked while another thread (the health server) held the lock would
+        # inherit it held, and wait for it forever.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _renew_lock(ref))
 
     def client(self) -> redis.Redis:
         """This process's client. After a fork the parent's client object came along; its
@@ -59,6 +71,23 @@ class WorkerRuntime:
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         )
 
+    def leases(self) -> LeaseKeeper:
+        """This process's lease keeper (and so its lease heartbeat thread); like the client,
+        a forked child makes its own."""
+        client = self.client()
+        with self._lock:
+            if self._leases is None or self._leases.pid != os.getpid():
+                settings = self.settings
+                self._leases = LeaseKeeper(
+                    client,
+                    self.keys,
+                    lease_ttl_seconds=settings.lease_ttl_seconds,
+                    fence_ttl_seconds=settings.fence_ttl_seconds,
+                    tick_seconds=settings.lease_tick_seconds,
+                    stream_maxlen=settings.events_stream_maxlen,
+                )
+            return self._leases
+
     def set_worker_name(self, name: str) -> None:
         """The Celery node name is known only once the worker starts; a client made before
         (by the health server) is replaced so `CLIENT LIST` shows the name."""
@@ -67,6 +96,7 @@ class WorkerRuntime:
             if self._client is not None and self._client_pid == os.getpid():
                 self._client.close()
             self._client = None
+            self._leases = None
 
     def close(self) -> None:
         with self._lock:
@@ -87,3 +117,9 @@ class WorkerRuntime:
         consuming = self.ready.is_set() and self.consuming.is_set()
         checks["consumer"] = "ok" if consuming else "not consuming"
         return checks
+
+
+def _renew_lock(ref: weakref.ref[WorkerRuntime]) -> None:
+    runtime = ref()
+    if runtime is not None:
+        runtime._lock = threading.Lock()

@@ -15,6 +15,7 @@ from conveyor_worker.advertise import Advertiser, WorkerInfo
 from conveyor_worker.logs import setup_worker_logging
 from conveyor_worker.runner import UNKNOWN_TASK, Failure, identity, report_failure
 from conveyor_worker.runtime import WorkerRuntime
+from conveyor_worker.shutdown import ShutdownGrace, pool_processes
 
 log = structlog.get_logger("conveyor.worker")
 
@@ -75,6 +76,28 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
     def on_worker_init(sender: Any = None, **_: Any) -> None:
         if ours(sender):
             runtime.set_worker_name(sender.hostname)
+            runtime.controller = sender
+
+    def unregister() -> None:
+        if runtime.advertiser is not None:
+            runtime.client().delete(runtime.advertiser.worker_key)
+
+    def process_exit_hooks() -> None:
+        for hook in runtime.exit_hooks:
+            hook()
+
+    grace = ShutdownGrace(
+        settings.shutdown_grace(float(app.conf.task_time_limit or 0)),
+        children=lambda: pool_processes(runtime.controller),
+        exit_hooks=[unregister, process_exit_hooks],
+    )
+
+    def on_shutting_down(sender: Any = None, **_: Any) -> None:
+        # Sent in the main process by Celery's SIGTERM (warm) and SIGQUIT (cold) handlers; the
+        # sender is the node name. From here running tasks have the grace, then the worker
+        # exits hard.
+        if runtime.worker_name is not None and sender == runtime.worker_name:
+            grace.begin()
 
     def on_process_init(**_: Any) -> None:
         runtime.client()
@@ -116,6 +139,8 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
     def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
         if not ours(sender):
             return
+        # The pool has stopped: every task finished within the grace, nothing is left to cut.
+        grace.cancel()
         runtime.consuming.clear()
         if runtime.advertiser is not None:
             runtime.advertiser.stop()
@@ -134,4 +159,5 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
     signals.worker_process_shutdown.connect(on_process_shutdown, weak=False)
     signals.worker_ready.connect(on_worker_ready, weak=False)
     signals.worker_shutdown.connect(on_worker_shutdown, weak=False)
+    signals.worker_shutting_down.connect(on_shutting_down, weak=False)
     signals.task_unknown.connect(on_task_unknown, weak=False)

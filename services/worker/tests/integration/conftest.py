@@ -70,11 +70,32 @@ class WorkerUnderTest:
             timeout_seconds=int(time_limit or 60),
             idempotency_key=idempotency_key,
         )
+        self.publish(envelope, soft_time_limit=soft_time_limit, time_limit=time_limit)
+        return envelope.job_id
+
+    def publish(
+        self,
+        envelope: TaskEnvelope,
+        *,
+        copies: int = 1,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = 60,
+    ) -> None:
+        """LPUSHes `copies` identical messages for `envelope`, in one round trip."""
         message = build_task_message(
             envelope, soft_time_limit=soft_time_limit, time_limit=time_limit
         )
-        self.client.lpush(self.keys.queue(queue_key(queue)), message)
-        return envelope.job_id
+        self.client.lpush(self.keys.queue(queue_key(envelope.queue)), *([message] * copies))
+
+    def info(self) -> dict[str, Any]:
+        """This worker's live-worker record (its Celery node name, pid, ...)."""
+        for key in self.client.scan_iter(match=self.keys.worker("*")):
+            raw = self.client.get(key)
+            if raw is not None:
+                info: dict[str, Any] = json.loads(raw)
+                if info["pid"] == self.process.pid:
+                    return info
+        raise AssertionError(f"worker {self.process.pid} is not registered")
 
     def events(self, job_id: uuid.UUID) -> list[LifecycleEvent]:
         found = []
@@ -288,3 +309,43 @@ def http_server() -> Iterator[LocalHttpServer]:
     yield LocalHttpServer(server.server_address[1], server.hits)  # type: ignore[attr-defined]
     server.shutdown()
     server.server_close()
+
+
+@dataclass
+class Notes:
+    """The file the fault tasks (task_modules/fault_tasks.py) note their starts and ends in."""
+
+    path: Path
+
+    def lines(self, job_id: uuid.UUID | None = None) -> list[list[str]]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        rows = [line.split() for line in text.splitlines() if line.strip()]
+        return [row for row in rows if job_id is None or row[1] == str(job_id)]
+
+    def starts(self, job_id: uuid.UUID | None = None) -> list[list[str]]:
+        return [row for row in self.lines(job_id) if row[0] == "start"]
+
+    def ends(self, job_id: uuid.UUID | None = None) -> list[list[str]]:
+        return [row for row in self.lines(job_id) if row[0] == "end"]
+
+
+@pytest.fixture
+def notes(tmp_path: Path) -> Notes:
+    return Notes(tmp_path / "notes.txt")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def eventually() -> Callable[[Callable[[], object], float, str], None]:
+    """`eventually(condition, timeout, what)`: polls until `condition()` is true."""
+    return wait_until

@@ -18,11 +18,15 @@ from conveyor_common.results import StoredResult
 
 pytestmark = pytest.mark.integration
 
+LEASE_TTL = 3
+
 
 @pytest.fixture(scope="module")
 def worker(module_worker_factory):
     return module_worker_factory(
-        env={"CONVEYOR_TASK_MODULES": "team_tasks"}, pool="prefork", concurrency=2
+        env={"CONVEYOR_TASK_MODULES": "team_tasks", "CONVEYOR_LEASE_TTL_SECONDS": str(LEASE_TTL)},
+        pool="prefork",
+        concurrency=2,
     )
 
 
@@ -138,9 +142,11 @@ def test_soft_time_limit_becomes_time_limit_exceeded(worker):
     assert failed.error_type == "TimeLimitExceeded"
     assert failed.retryable is True
     assert worker.result(job_id)["result"]["exc_message"][1] == "TimeLimitExceeded"
+    # Released in the same round trip as the final event: gone already, not expiring.
+    assert not worker.client.exists(worker.keys.lease(str(job_id)))
 
 
-def test_hard_time_limit_is_reported_by_the_main_process(worker):
+def test_hard_time_limit_is_reported_by_the_main_process(worker, eventually):
     job_id = worker.submit("sleep", {"seconds": 20}, soft_time_limit=None, time_limit=1)
     events = worker.wait_events(job_id)
     assert [e.type for e in events] == [EventType.RECEIVED, EventType.STARTED, EventType.FAILED]
@@ -148,6 +154,10 @@ def test_hard_time_limit_is_reported_by_the_main_process(worker):
     record = worker.result(job_id)
     assert record["result"]["exc_type"] == "TaskFailure"
     assert record["result"]["exc_message"][:2] == ["acme", "TimeLimitExceeded"]
+    # Nobody renews the killed child's lease: it expires.
+    lease = worker.keys.lease(str(job_id))
+    eventually(lambda: not worker.client.exists(lease), LEASE_TTL + 5, "lease expired")
+    assert worker.client.get(worker.keys.fence(str(job_id))) == b"1"
     # The pool replaced the killed child and goes on working.
     assert worker.final_event(worker.submit("echo", {"after": "kill"})).type == EventType.SUCCEEDED
 
@@ -198,11 +208,15 @@ def test_health_ready_and_metrics_answer(worker):
     line = next(
         line
         for line in metrics.splitlines()
-        if line.startswith("conveyor_jobs_finished_total{")
+        if line.startswith("conveyor_worker_tasks_total{")
         and 'task="echo"' in line
-        and 'status="succeeded"' in line
+        and 'outcome="succeeded"' in line
     )
     assert float(line.rsplit(" ", 1)[1]) >= 1
+    # Job counts by status are job-service's (once per job, from PostgreSQL): a worker exporting
+    # the same names would make every sum across services count jobs twice.
+    assert "conveyor_jobs_finished_total" not in metrics
+    assert "conveyor_jobs_started_total" not in metrics
     assert "conveyor_job_run_duration_seconds_bucket" in metrics
     assert httpx.get(f"{worker.url}/nope").status_code == 404
 

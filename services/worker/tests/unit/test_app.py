@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+from celery.exceptions import Reject
+
 from conveyor_common.celery_app import celery_config
+from conveyor_common.envelope import TaskEnvelope
+from conveyor_worker import app as app_module
 from conveyor_worker.__main__ import worker_argv
 from conveyor_worker.app import create_worker_app
 from conveyor_worker.config import Settings
@@ -63,3 +70,17 @@ def test_worker_command_line():
     assert pairs["--pool"] == "solo"
     assert pairs["--hostname"] == "n@h"
     assert pairs["--loglevel"] == "INFO"
+
+
+def test_a_fence_redis_cannot_answer_sends_the_message_back(monkeypatch):
+    # Whether the attempt may run is unknown: neither run it nor store anything, but give the
+    # message back to its queue (after a pause, so an outage is not a busy loop).
+    monkeypatch.setattr(app_module, "LEASE_RETRY_PAUSE_SECONDS", 0)
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_connect_timeout=0.2)
+    app, _ = create_worker_app(settings, collect(entry_point_list=[]), connect_signals=False)
+    envelope = TaskEnvelope(
+        job_id=uuid.uuid4(), tenant_id="acme", task="echo", attempt=1, timeout_seconds=5
+    )
+    with pytest.raises(Reject) as caught:
+        app.tasks["echo"].run(job=envelope.model_dump(mode="json"))
+    assert caught.value.requeue is True

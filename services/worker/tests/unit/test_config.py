@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from conveyor_common.celery_app import visibility_timeout
 from conveyor_worker.builtin.netguard import AllowedHost
 from conveyor_worker.config import Settings
 
@@ -11,6 +12,8 @@ WORKER_VARS = (
     "CONVEYOR_CONCURRENCY", "CONVEYOR_WORKER_CONCURRENCY", "CONVEYOR_POOL",
     "CONVEYOR_WORKER_POOL", "CONVEYOR_TASK_MODULES", "CONVEYOR_HTTP_ALLOWED_HOSTS",
     "CONVEYOR_ENVIRONMENT", "CONVEYOR_INTERNAL_TOKEN", "CONVEYOR_WORKER_NAME",
+    "CONVEYOR_LEASE_TTL_SECONDS", "CONVEYOR_CANCEL_CHECK_INTERVAL_SECONDS",
+    "CONVEYOR_WORKER_SHUTDOWN_GRACE_SECONDS", "CONVEYOR_MAX_TIMEOUT_SECONDS",
 )  # fmt: skip
 
 
@@ -67,3 +70,23 @@ def test_port_zero_turns_the_server_off_and_bad_values_are_refused():
         Settings(pool="gevent")
     with pytest.raises(ValidationError):
         Settings(http_allowed_hosts="host:notaport")
+
+
+def test_lease_and_shutdown_settings(monkeypatch):
+    settings = Settings()
+    assert settings.lease_ttl_seconds == 30
+    assert settings.lease_tick_seconds == 1.0  # the cancel check, more often than TTL/3
+    # The fence outlives a kombu redelivery (about one visibility timeout) twice over.
+    assert settings.fence_ttl_seconds == 2 * visibility_timeout(settings.max_timeout_seconds)
+    # By default the longest task (Celery's hard limit ceiling) finishes, with time to report.
+    assert settings.shutdown_grace(3630) == 3660
+
+    monkeypatch.setenv("CONVEYOR_LEASE_TTL_SECONDS", "3")
+    monkeypatch.setenv("CONVEYOR_CANCEL_CHECK_INTERVAL_SECONDS", "5")
+    monkeypatch.setenv("CONVEYOR_WORKER_SHUTDOWN_GRACE_SECONDS", "2.5")
+    settings = Settings()
+    assert settings.lease_ttl_seconds == 3
+    assert settings.lease_tick_seconds == 1.0  # TTL/3 now comes first
+    assert settings.shutdown_grace(3630) == 2.5
+    with pytest.raises(ValidationError):
+        Settings(lease_ttl_seconds=1)

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from conveyor_common.events import EventType, LifecycleEvent
-from conveyor_worker.events import DeferredFinalSink, make_event
+from conveyor_worker.events import DeferredFinalSink, PipelineOp, make_event
 
 
 class RecordingSink:
     def __init__(self) -> None:
         self.batches: list[list[LifecycleEvent]] = []
+        self.ops: list[list[PipelineOp]] = []
 
-    def append(self, *events: LifecycleEvent) -> None:
+    def append(self, *events: LifecycleEvent, then: Sequence[PipelineOp] = ()) -> None:
         self.batches.append(list(events))
+        self.ops.append(list(then))
 
 
 def event(type_: EventType) -> LifecycleEvent:
@@ -52,3 +55,20 @@ def test_unstored_success_becomes_a_retryable_failure():
         "redis went away",
         True,
     )
+
+
+def test_commands_ride_along_with_the_final_event():
+    target = RecordingSink()
+    sink = DeferredFinalSink(target)
+
+    def release(_pipe):
+        return None
+
+    sink.append(event(EventType.SUCCEEDED))
+    sink.flush(then=[release])
+    assert [e.type for e in target.batches[0]] == [EventType.SUCCEEDED]
+    assert target.ops[0] == [release]  # same round trip as the event
+    sink.append(event(EventType.SUCCEEDED))
+    sink.flush_as_failure(error_type="E", message="m", then=[release])
+    assert target.batches[1][0].type == EventType.FAILED
+    assert target.ops[1] == [release]

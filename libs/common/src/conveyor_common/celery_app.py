@@ -54,8 +54,11 @@ def ensure_json_only(config: Mapping[str, Any]) -> None:
             )
 
 
-def visibility_timeout(max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS) -> int:
-    return max_timeout_seconds + VISIBILITY_MARGIN_SECONDS
+def visibility_timeout(
+    max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
+    margin_seconds: int = VISIBILITY_MARGIN_SECONDS,
+) -> int:
+    return max_timeout_seconds + margin_seconds
 
 
 def celery_config(
@@ -64,13 +67,14 @@ def celery_config(
     result_backend_url: str,
     result_ttl_seconds: int = 86_400,
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
+    visibility_margin_seconds: int = VISIBILITY_MARGIN_SECONDS,
     namespace: str = DEFAULT_NAMESPACE,
     broker_use_ssl: Mapping[str, Any] | None = None,
     redis_backend_use_ssl: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`broker_use_ssl`/`redis_backend_use_ssl` come from `RedisSettings.celery_redis_ssl()`
     for a `rediss://` URL (kombu would otherwise connect without verifying the server)."""
-    vt = visibility_timeout(max_timeout_seconds)
+    vt = visibility_timeout(max_timeout_seconds, visibility_margin_seconds)
     transport_options: dict[str, Any] = {
         "visibility_timeout": vt,
         "global_keyprefix": RedisKeys(namespace).celery_prefix,
@@ -129,6 +133,7 @@ def create_celery_app(
     result_backend_url: str | None = None,
     result_ttl_seconds: int = 86_400,
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS,
+    visibility_margin_seconds: int = VISIBILITY_MARGIN_SECONDS,
     namespace: str = DEFAULT_NAMESPACE,
     broker_use_ssl: Mapping[str, Any] | None = None,
     redis_backend_use_ssl: Mapping[str, Any] | None = None,
@@ -144,6 +149,7 @@ def create_celery_app(
         result_backend_url=result_backend_url or broker_url,
         result_ttl_seconds=result_ttl_seconds,
         max_timeout_seconds=max_timeout_seconds,
+        visibility_margin_seconds=visibility_margin_seconds,
         namespace=namespace,
         broker_use_ssl=broker_use_ssl,
         redis_backend_use_ssl=redis_backend_use_ssl,

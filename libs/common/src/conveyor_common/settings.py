@@ -320,3 +320,12 @@ class PostgresSettings(ConveyorSettings):
 class CelerySettings(ConveyorSettings):
     result_ttl_seconds: int = 86_400
     max_timeout_seconds: int = limits.MAX_TIMEOUT_SECONDS
+    # Added to the longest time limit to give the broker's visibility timeout (celery_app.py).
+    # Only tests shrink it, to make "longer than the visibility timeout" take seconds.
+    visibility_margin_seconds: int = Field(default=600, ge=1)
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        from conveyor_common.celery_app import visibility_timeout
+
+        return visibility_timeout(self.max_timeout_seconds, self.visibility_margin_seconds)

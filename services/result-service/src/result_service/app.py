@@ -15,11 +15,10 @@ from result_service.results.endpoints import router as results_router
 
 def create_redis(settings: Settings) -> Redis:
     return Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        client_name=f"conveyor-{SERVICE_NAME}",
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_connect_timeout,
-        health_check_interval=30,
+        settings.redis_dsn(),
+        **settings.redis_client_kwargs(
+            client_name=f"conveyor-{SERVICE_NAME}", health_check_interval=30
+        ),
     )
 
 

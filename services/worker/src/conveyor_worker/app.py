@@ -205,9 +205,12 @@ def create_worker_app(
 ) -> tuple[Celery, WorkerRuntime]:
     app = create_celery_app(
         "conveyor-worker",
-        broker_url=settings.redis_url.get_secret_value(),
+        broker_url=settings.redis_dsn(),
+        broker_use_ssl=settings.celery_redis_ssl(),
+        redis_backend_use_ssl=settings.celery_redis_ssl(),
         result_ttl_seconds=settings.result_ttl_seconds,
         max_timeout_seconds=settings.max_timeout_seconds,
+        visibility_margin_seconds=settings.visibility_margin_seconds,
         namespace=settings.redis_namespace,
     )
     runtime = WorkerRuntime(settings, registry)

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from conveyor_common.celery_app import visibility_timeout
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.settings import BaseServiceSettings, CelerySettings, RedisSettings
 from conveyor_worker.builtin.http_request import DEFAULT_MAX_RESPONSE_BYTES, HttpPolicy
@@ -119,7 +118,7 @@ class Settings(BaseServiceSettings, RedisSettings, CelerySettings):
     def fence_ttl_seconds(self) -> int:
         # A kombu redelivery comes at most about one visibility timeout after the first
         # delivery; the fence must outlive it to turn it into a skip.
-        return 2 * visibility_timeout(self.max_timeout_seconds)
+        return 2 * self.visibility_timeout_seconds
 
     def shutdown_grace(self, hard_time_limit_ceiling: float) -> float:
         """The grace after SIGTERM; by default Celery's hard time limit ceiling (the app's

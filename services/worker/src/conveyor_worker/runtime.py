@@ -60,10 +60,10 @@ class WorkerRuntime:
     def _new_client(self) -> redis.Redis:
         settings = self.settings
         return redis.Redis.from_url(
-            settings.redis_url.get_secret_value(),
-            client_name=f"conveyor-worker:{self.worker_name or 'starting'}:{os.getpid()}",
-            socket_timeout=settings.redis_socket_timeout,
-            socket_connect_timeout=settings.redis_connect_timeout,
+            settings.redis_dsn(),
+            **settings.redis_client_kwargs(
+                client_name=f"conveyor-worker:{self.worker_name or 'starting'}:{os.getpid()}"
+            ),
             socket_keepalive=True,
             health_check_interval=25,
             # An event lost to a blip is repaired by the reconciler, but a retry is cheaper.

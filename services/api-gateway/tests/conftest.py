@@ -31,11 +31,15 @@ WRITE_KEY = "cvk_write1_" + "w" * 43
 READ_KEY = "cvk_read01_" + "r" * 43
 FULL_KEY = "cvk_full01_" + "f" * 43
 OTHER_TENANT_KEY = "cvk_other1_" + "o" * 43
+MANAGE_KEY = "cvk_manag1_" + "m" * 43
+ADMIN_KEY = "cvk_admin1_" + "a" * 43
 KEYS: dict[str, dict[str, Any]] = {
     WRITE_KEY: {"tenant_id": "acme", "scopes": ["jobs:write"], "key_id": "k-write"},
     READ_KEY: {"tenant_id": "acme", "scopes": ["jobs:read"], "key_id": "k-read"},
     FULL_KEY: {"tenant_id": "acme", "scopes": ["jobs:write", "jobs:read"], "key_id": "k-full"},
     OTHER_TENANT_KEY: {"tenant_id": "globex", "scopes": ["jobs:read"], "key_id": "k-other"},
+    MANAGE_KEY: {"tenant_id": "acme", "scopes": ["jobs:read", "jobs:manage"], "key_id": "k-man"},
+    ADMIN_KEY: {"tenant_id": "acme", "scopes": ["admin"], "key_id": "k-admin"},
 }
 CATALOG = {
     "tasks": [
@@ -72,6 +76,9 @@ class DoubleState:
     refuse_token_on_data_routes: bool = False
     # The token the double expects from the gateway.
     internal_token: str = INTERNAL_TOKEN
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # id -> JobEventRead
+    # id -> what a DeadLetterRead adds to the job (traceback, failed_at, history)
+    dead_letters: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.calls.clear()
@@ -82,6 +89,8 @@ class DoubleState:
         self.healthz_status = 200
         self.refuse_token_on_data_routes = False
         self.internal_token = INTERNAL_TOKEN
+        self.events.clear()
+        self.dead_letters.clear()
 
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
@@ -91,6 +100,25 @@ class DoubleState:
         self.jobs[job["id"]] = job
         self.owners[job["id"]] = tenant
         return str(job["id"])
+
+    def add_dead_letter(self, tenant: str, **fields: Any) -> str:
+        """A job whose attempts are spent: FAILED, with its last error and history."""
+        failed_at = datetime.now(UTC).isoformat()
+        error = {"type": "TimeLimitExceeded", "message": "over 300 s"}
+        values = {"attempts": 3, "error": error, "finished_at": failed_at, "dead_letter": True}
+        job_id = self.add_job(tenant, status="FAILED", **{**values, **fields})
+        history = [
+            {"attempt": n, "cycle": 1, "type": "failed", "at": failed_at,
+             "error_type": "TimeLimitExceeded", "error_message": "over 300 s"}
+            for n in (1, 2, 3)
+        ]  # fmt: skip
+        self.events[job_id] = history
+        self.dead_letters[job_id] = {
+            "traceback": "Traceback (most recent call last): ...",
+            "failed_at": failed_at,
+            "history": history,
+        }
+        return job_id
 
 
 def job_json(
@@ -224,7 +252,130 @@ def build_double(state: DoubleState) -> FastAPI:
         media = "application/json" if status == 200 else PROBLEM_CONTENT_TYPE
         return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
+    _add_job_action_routes(app, state)
+    _add_dead_letter_routes(app, state)
     return app
+
+
+def _tenant(request: Request) -> str:
+    return request.headers[TENANT_HEADER]
+
+
+def _job_not_found(job_id: str) -> Response:
+    return problem(404, "job-not-found", "No such job.", extra={"job_id": job_id})
+
+
+def _add_job_action_routes(app: FastAPI, state: DoubleState) -> None:
+    """History, cancel and retry, as job-service's internal contract answers them."""
+
+    def owned(job_id: str, request: Request) -> dict[str, Any] | None:
+        return state.jobs[job_id] if state.owners.get(job_id) == _tenant(request) else None
+
+    @app.get("/internal/v1/jobs/{job_id}/events")
+    async def events(job_id: str, request: Request) -> Response:
+        if owned(job_id, request) is None:
+            return _job_not_found(job_id)
+        return JSONResponse({"items": state.events.get(job_id, [])})
+
+    @app.post("/internal/v1/jobs/{job_id}/cancel")
+    async def cancel(job_id: str, request: Request) -> Response:
+        job = owned(job_id, request)
+        if job is None:
+            return _job_not_found(job_id)
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            return problem(
+                409, "job-already-finished", "The job already finished.",
+                extra={"status": job["status"]},
+            )  # fmt: skip
+        job["status"] = "CANCELLED"
+        return JSONResponse(job)
+
+    @app.post("/internal/v1/jobs/{job_id}/retry")
+    async def retry(job_id: str, request: Request) -> Response:
+        job = owned(job_id, request)
+        if job is None:
+            return _job_not_found(job_id)
+        if job["status"] not in ("FAILED", "CANCELLED"):
+            return problem(
+                409, "job-not-retryable", "Only a FAILED or CANCELLED job can be retried.",
+                extra={"status": job["status"]},
+            )  # fmt: skip
+        state.dead_letters.pop(job_id, None)
+        job.update(status="PENDING", cycle=job.get("cycle", 1) + 1, dead_letter=False)
+        return JSONResponse(job, status_code=202)
+
+
+def _add_dead_letter_routes(app: FastAPI, state: DoubleState) -> None:
+    """`/internal/v1/dead-letters`: scoped by the tenant header like the real one."""
+
+    def mine(request: Request) -> list[str]:
+        tenant = _tenant(request)
+        return [i for i in reversed(state.dead_letters) if state.owners[i] == tenant]
+
+    def read(job_id: str) -> dict[str, Any]:
+        return {**state.jobs[job_id], **state.dead_letters[job_id]}
+
+    def not_found(job_id: str) -> Response:
+        return problem(404, "dead-letter-not-found", f"Job {job_id} is not a dead letter.")
+
+    def replay_(job_id: str) -> dict[str, Any]:
+        del state.dead_letters[job_id]
+        job = state.jobs[job_id]
+        job.update(status="PENDING", cycle=job.get("cycle", 1) + 1, dead_letter=False)
+        return job
+
+    @app.get("/internal/v1/dead-letters")
+    async def list_(request: Request) -> Response:
+        after = request.query_params.get("failed_after")
+        before = request.query_params.get("failed_before")
+        if after and before and datetime.fromisoformat(after) >= datetime.fromisoformat(before):
+            return problem(
+                422, "validation-error", "failed_after must be before failed_before",
+                errors=[{"field": "query.failed_after", "reason": "must be before failed_before"}],
+            )  # fmt: skip
+        error_type = request.query_params.get("error_type")
+        items = [
+            read(i)
+            for i in mine(request)
+            if error_type is None or state.jobs[i]["error"]["type"] == error_type
+        ]
+        return JSONResponse({"items": items, "next_cursor": None})
+
+    @app.post("/internal/v1/dead-letters/replay")
+    async def replay_many(request: Request) -> Response:
+        ids = list(dict.fromkeys((await request.json())["ids"]))
+        found = [i for i in ids if i in mine(request)]
+        for job_id in found:
+            replay_(job_id)
+        not_found_ = [i for i in ids if i not in found]
+        return JSONResponse({"replayed": found, "not_found": not_found_}, status_code=202)
+
+    @app.post("/internal/v1/dead-letters/purge")
+    async def purge_many(request: Request) -> Response:
+        body = await request.json()
+        ids = mine(request) if "filter" in body else [i for i in body["ids"] if i in mine(request)]
+        for job_id in ids:
+            del state.dead_letters[job_id]
+            state.jobs[job_id]["dead_letter"] = False
+        return JSONResponse({"purged": len(ids)})
+
+    @app.get("/internal/v1/dead-letters/{job_id}")
+    async def get(job_id: str, request: Request) -> Response:
+        return JSONResponse(read(job_id)) if job_id in mine(request) else not_found(job_id)
+
+    @app.post("/internal/v1/dead-letters/{job_id}/replay")
+    async def replay_one(job_id: str, request: Request) -> Response:
+        if job_id not in mine(request):
+            return not_found(job_id)
+        return JSONResponse(replay_(job_id), status_code=202)
+
+    @app.delete("/internal/v1/dead-letters/{job_id}")
+    async def purge_one(job_id: str, request: Request) -> Response:
+        if job_id not in mine(request):
+            return not_found(job_id)
+        del state.dead_letters[job_id]
+        state.jobs[job_id]["dead_letter"] = False
+        return Response(status_code=204)
 
 
 class ThreadedServer:
@@ -330,6 +481,8 @@ class Keys:
     read: str = READ_KEY
     full: str = FULL_KEY
     other_tenant: str = OTHER_TENANT_KEY
+    manage: str = MANAGE_KEY
+    admin: str = ADMIN_KEY
     internal_token: str = INTERNAL_TOKEN
 
 

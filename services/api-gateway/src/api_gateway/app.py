@@ -21,6 +21,7 @@ from api_gateway.auth.jwks import (
     url_loader,
 )
 from api_gateway.config import SERVICE_NAME, Settings, parse_rate_limit
+from api_gateway.dead_letters.endpoints import router as dead_letters_router
 from api_gateway.jobs.endpoints import router as jobs_router
 from api_gateway.jobs.service import JobsGateway
 from api_gateway.middleware import (
@@ -193,4 +194,5 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(jobs_router)
     app.include_router(tasks_router)
+    app.include_router(dead_letters_router)
     return app

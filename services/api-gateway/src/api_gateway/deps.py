@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api_gateway.dead_letters.service import DeadLettersGateway
 from api_gateway.jobs.service import JobsGateway
 
 
@@ -15,3 +16,11 @@ def get_jobs_gateway(request: Request) -> JobsGateway:
 
 
 JobsDep = Annotated[JobsGateway, Depends(get_jobs_gateway)]
+
+
+def get_dead_letters_gateway(request: Request) -> DeadLettersGateway:
+    # A thin view over the job-service client the lifespan made: nothing to open or close.
+    return DeadLettersGateway(request.app.state.job_service)
+
+
+DeadLettersDep = Annotated[DeadLettersGateway, Depends(get_dead_letters_gateway)]

@@ -85,15 +85,11 @@ class JobsGateway:
         return self._relay(self.job_service, response, JobList, 200)
 
     async def events(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobEventList]:
-        response = await self.job_service.request(
-            "GET", f"/internal/v1/jobs/{job_id}/events", ctx
-        )
+        response = await self.job_service.request("GET", f"/internal/v1/jobs/{job_id}/events", ctx)
         return self._relay(self.job_service, response, JobEventList, 200)
 
     async def cancel(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
-        response = await self.job_service.request(
-            "POST", f"/internal/v1/jobs/{job_id}/cancel", ctx
-        )
+        response = await self.job_service.request("POST", f"/internal/v1/jobs/{job_id}/cancel", ctx)
         return self._relay(self.job_service, response, JobRead, 200)
 
     async def retry(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:

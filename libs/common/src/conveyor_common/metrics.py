@@ -66,6 +66,11 @@ class HttpMetricsMiddleware:
         self.service = service
 
     def _route(self, scope: Scope) -> str:
+        # Starlette records the matched route in the scope (included routers too); answers given
+        # before routing (413, 415 from middleware) fall back to matching the app's own routes.
+        matched = scope.get("route")
+        if matched is not None and getattr(matched, "path", None):
+            return str(matched.path)
         router = scope.get("app")
         routes = getattr(getattr(router, "router", None), "routes", [])
         for route in routes:

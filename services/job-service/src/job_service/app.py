@@ -24,13 +24,16 @@ from job_service.api_keys.endpoints import router as auth_router
 from job_service.background import BackgroundLoop
 from job_service.config import CONNECTION_NAME, SERVICE_NAME, Settings
 from job_service.db import create_engine, create_sessionmaker
-from job_service.events import EventReader
+from job_service.dead_letters.endpoints import router as dead_letters_router
+from job_service.events import EventApplier, EventReader
+from job_service.gauges import GaugeCollector
 from job_service.http import add_body_size_limit, install_transient_error_handlers
+from job_service.jobs.cancel_keys import CancelKeys
 from job_service.jobs.endpoints import router as jobs_router
-from job_service.jobs.state_machine import BackoffPolicy
 from job_service.outbox import OutboxRelay
+from job_service.reconciler import Reconciler
 from job_service.scheduler import Promoter
-from job_service.tasks.catalog import CatalogCache
+from job_service.tasks.catalog import CatalogCache, CatalogRefresher
 from job_service.tasks.endpoints import router as tasks_router
 
 log = structlog.get_logger("job_service.app")
@@ -38,16 +41,16 @@ log = structlog.get_logger("job_service.app")
 
 def create_redis(settings: Settings) -> Redis:
     return Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        client_name=CONNECTION_NAME,
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_connect_timeout,
-        health_check_interval=30,
-        # A pooled connection that died with a Redis restart is replaced on the spot instead of
-        # failing one request or round. (A retried LPUSH may publish twice; the worker's attempt
-        # fence makes the copy a skip.)
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        settings.redis_dsn(),
+        **settings.redis_client_kwargs(
+            client_name=CONNECTION_NAME,
+            health_check_interval=30,
+            # A pooled connection that died with a Redis restart is replaced on the spot instead
+            # of failing one request or round. (A retried LPUSH may publish twice; the worker's
+            # attempt fence makes the copy a skip.)
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.01), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        ),
     )
 
 
@@ -58,6 +61,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     redis = create_redis(settings)
+    time_limits = settings.time_limits
+    if time_limits.requested_grace_seconds is not None:
+        log.warning(
+            "job_service.time_limit_grace_shortened",
+            requested=time_limits.requested_grace_seconds,
+            effective=time_limits.grace_seconds,
+            visibility_timeout=time_limits.visibility_timeout_seconds,
+        )
 
     relay = OutboxRelay(
         sessionmaker,
@@ -66,8 +77,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batch_size=settings.relay_batch_size,
         sweep_seconds=settings.relay_sweep_seconds,
         backoff_max_seconds=settings.relay_backoff_max_seconds,
-        time_limit_grace_seconds=settings.time_limit_grace_seconds,
+        time_limits=time_limits,
     )
+    applier = EventApplier(sessionmaker)
     reader = EventReader(
         sessionmaker,
         redis,
@@ -77,9 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         claim_idle_ms=settings.events_claim_idle_ms,
         claim_interval_seconds=settings.events_claim_interval_seconds,
         backoff_max_seconds=settings.events_backoff_max_seconds,
-        retry_backoff=BackoffPolicy(
-            settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds
-        ),
+        applier=applier,
     )
     promoter = Promoter(
         sessionmaker,
@@ -87,18 +97,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         interval_seconds=settings.promoter_interval_seconds,
         batch_size=settings.promoter_batch_size,
     )
+    reconciler = Reconciler(
+        sessionmaker,
+        redis,
+        keys,
+        applier=applier,
+        on_republished=relay.wake,
+        interval_seconds=settings.reconcile_interval_seconds,
+        queued_republish_seconds=settings.queued_republish_seconds,
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        batch_size=settings.reconcile_batch_size,
+    )
+    gauges = GaugeCollector(
+        sessionmaker, redis, keys, interval_seconds=settings.gauges_interval_seconds
+    )
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.redis = redis
     app.state.keys = keys
-    app.state.catalog = CatalogCache(
-        redis, keys.catalog, ttl_seconds=settings.catalog_cache_seconds
-    )
+    catalog = CatalogCache(redis, keys.catalog, ttl_seconds=settings.catalog_cache_seconds)
+    app.state.catalog = catalog
+    app.state.applier = applier
+    app.state.time_limits = time_limits
+    app.state.cancel_keys = CancelKeys(redis, keys, ttl_seconds=time_limits.marker_ttl_seconds)
     app.state.relay = relay
     app.state.reader = reader
     app.state.promoter = promoter
+    app.state.reconciler = reconciler
+    app.state.gauges = gauges
 
-    loops: list[BackgroundLoop] = [relay, reader, promoter] if settings.background_tasks else []
+    refresher = CatalogRefresher(catalog, interval_seconds=max(settings.catalog_cache_seconds, 1.0))
+    loops: list[BackgroundLoop] = (
+        [relay, reader, promoter, reconciler, gauges, refresher]
+        if settings.background_tasks
+        else []
+    )
     tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in loops]
     log.info("job_service.started", background_tasks=settings.background_tasks)
     try:
@@ -133,12 +166,13 @@ def create_app(settings: Settings) -> FastAPI:
         title="Conveyor job-service",
         lifespan=lifespan,
         readiness=_readiness,
-        description="Internal API: jobs, the task catalog and API-key verification.",
+        description="Internal API: jobs, dead letters, the task catalog and API-key verification.",
     )
     app.state.settings = settings
     install_transient_error_handlers(app)
     add_body_size_limit(app, limits.MAX_BODY_BYTES)
     app.include_router(jobs_router)
+    app.include_router(dead_letters_router)
     app.include_router(tasks_router)
     app.include_router(auth_router)
     return app

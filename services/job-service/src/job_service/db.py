@@ -6,7 +6,8 @@ is registered with `after_commit` and run by the dependency once the commit succ
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -44,16 +45,28 @@ def is_sqlite(url: URL | str) -> bool:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """The service's engine. Its timeouts are short so that a database that is down or stuck
+    turns a request into a quick 503 (see http.py) rather than a hang."""
     return build_engine(
         settings.database_url.get_secret_value(),
         pool_size=settings.database_pool_size,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        command_timeout=settings.database_command_timeout_seconds,
+        pool_timeout=settings.database_pool_timeout_seconds,
     )
 
 
 def build_engine(
-    database_url: str, *, pool_size: int = 5, sqlite_busy_timeout_ms: int = 10_000
+    database_url: str,
+    *,
+    pool_size: int = 5,
+    sqlite_busy_timeout_ms: int = 10_000,
+    connect_timeout: float = 5.0,
+    command_timeout: float | None = None,
+    pool_timeout: float = 30.0,
 ) -> AsyncEngine:
+    """Without `command_timeout` a statement may run as long as it needs (migrations)."""
     url = async_database_url(database_url)
     if is_sqlite(url):
         engine = create_async_engine(url, hide_parameters=True)
@@ -65,12 +78,15 @@ def build_engine(
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # A pooled connection that died with a database restart is replaced on checkout
+        # instead of failing the request that drew it.
         pool_pre_ping=True,
         pool_recycle=1_800,
+        pool_timeout=pool_timeout,
         connect_args={
             "server_settings": {"application_name": CONNECTION_NAME},
-            "timeout": 5,
-            "command_timeout": 30,
+            "timeout": connect_timeout,
+            "command_timeout": command_timeout,
         },
     )
 
@@ -100,8 +116,12 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Runs `callback` once the request's unit of work has committed (never on rollback)."""
+AfterCommit = Callable[[], None] | Callable[[], Awaitable[None]]
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Runs `callback` once the request's unit of work has committed (never on rollback), before
+    the response is sent; an async callback is awaited. A callback must not raise."""
     session.info.setdefault(_AFTER_COMMIT_KEY, []).append(callback)
 
 
@@ -115,7 +135,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         await session.commit()
         for callback in session.info.pop(_AFTER_COMMIT_KEY, []):
-            callback()
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit is the

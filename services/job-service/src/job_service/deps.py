@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from job_service.config import Settings
+from job_service.jobs.cancel_keys import CancelKeys
+from job_service.jobs.time_limits import TimeLimits
 from job_service.outbox import OutboxRelay
 from job_service.tasks.catalog import CatalogCache
 
@@ -32,7 +34,19 @@ def get_relay(request: Request) -> OutboxRelay:
     return relay
 
 
+def get_cancel_keys(request: Request) -> CancelKeys:
+    cancel_keys: CancelKeys = request.app.state.cancel_keys
+    return cancel_keys
+
+
+def get_time_limits(request: Request) -> TimeLimits:
+    time_limits: TimeLimits = request.app.state.time_limits
+    return time_limits
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 CatalogDep = Annotated[CatalogCache, Depends(get_catalog)]
 RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
+CancelKeysDep = Annotated[CancelKeys, Depends(get_cancel_keys)]
+TimeLimitsDep = Annotated[TimeLimits, Depends(get_time_limits)]

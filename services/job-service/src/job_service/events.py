@@ -37,8 +37,9 @@ from conveyor_common.statuses import JobStatus
 from job_service.background import BackgroundLoop, backoff_delay
 from job_service.clock import utcnow
 from job_service.jobs.repository import JobRepository
-from job_service.jobs.state_machine import BackoffPolicy, JobState, apply_event
-from job_service.metrics import EVENTS_APPLIED, JOB_QUEUE_WAIT, JOB_RUN_DURATION
+from job_service.jobs.retry_policy import RetryPolicy
+from job_service.jobs.state_machine import JobState, apply_event
+from job_service.metrics import EVENTS_APPLIED, JOB_QUEUE_WAIT
 
 log = structlog.get_logger("job_service.events")
 
@@ -60,7 +61,7 @@ class _Outcome:
     """Metric observations of one batch, recorded only after it committed."""
 
     started: list[tuple[str, str, float | None]] = field(default_factory=list)
-    finished: list[tuple[str, str, str, float | None]] = field(default_factory=list)
+    finished: list[tuple[str, str, str]] = field(default_factory=list)
     applied: int = 0
 
     def record(self) -> None:
@@ -68,10 +69,10 @@ class _Outcome:
             metrics.JOBS_STARTED.labels(task, queue).inc()
             if wait is not None:
                 JOB_QUEUE_WAIT.labels(task, queue).observe(max(wait, 0.0))
-        for task, queue, status, run in self.finished:
+        # Run time is the workers' metric (conveyor_job_run_duration_seconds): no name is
+        # exported by two services, so a sum across them never counts an attempt twice.
+        for task, queue, status in self.finished:
             metrics.JOBS_FINISHED.labels(task, queue, status).inc()
-            if run is not None:
-                JOB_RUN_DURATION.labels(task, queue).observe(max(run, 0.0))
         EVENTS_APPLIED.inc(self.applied)
 
 
@@ -90,12 +91,10 @@ class EventReader(BackgroundLoop):
         claim_idle_ms: int = 30_000,
         claim_interval_seconds: float = 10.0,
         backoff_max_seconds: float = 5.0,
-        retry_backoff: BackoffPolicy | None = None,
-        jitter: Callable[[], float] = random.random,
-        clock: Callable[[], datetime] = utcnow,
+        applier: EventApplier | None = None,
     ) -> None:
         super().__init__()
-        self._sessionmaker = sessionmaker
+        self._applier = applier or EventApplier(sessionmaker)
         self._redis = redis
         self._stream = keys.events_stream
         self._group = keys.events_group
@@ -105,9 +104,6 @@ class EventReader(BackgroundLoop):
         self._claim_idle_ms = claim_idle_ms
         self._claim_interval = claim_interval_seconds
         self._backoff_max = backoff_max_seconds
-        self._retry_backoff = retry_backoff or BackoffPolicy()
-        self._jitter = jitter
-        self._clock = clock
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -134,7 +130,10 @@ class EventReader(BackgroundLoop):
                 raise
             except Exception as exc:
                 if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    group_ready = False  # Redis lost the stream (restart without persistence)
+                    # Redis lost the stream and its group (restarted without its data): make
+                    # them again. Events appended since are read from the start ("0").
+                    group_ready = False
+                    log.warning("events.group_lost", stream=self._stream, group=self._group)
                 failures += 1
                 pending_first = True
                 delay = backoff_delay(failures, cap=self._backoff_max)
@@ -273,7 +272,28 @@ class EventReader(BackgroundLoop):
                 )
 
     async def apply_events(self, events: Sequence[LifecycleEvent]) -> None:
-        """Applies events (in stream order) in one transaction."""
+        await self._applier.apply(events)
+
+
+class EventApplier:
+    """Applies lifecycle events to job rows through the state machine, in one transaction per
+    call: lock the affected jobs, decide in Python, one executemany UPDATE, one multi-row
+    INSERT of history. Used by the stream reader and by the reconciler (for the outcomes it
+    reads back from the result backend), so both follow the same rules."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._jitter = jitter
+        self._clock = clock
+
+    async def apply(self, events: Sequence[LifecycleEvent]) -> None:
+        """Applies events (in the given order) in one transaction."""
         outcome = _Outcome()
         now = self._clock()
         async with self._sessionmaker() as session, session.begin():
@@ -292,12 +312,11 @@ class EventReader(BackgroundLoop):
                     )
                     continue
                 history.setdefault(
-                    (event.job_id, event.attempt, event.type.value), _history_row(event, now)
+                    (event.job_id, event.attempt, event.type.value),
+                    _history_row(event, row.cycle, now),
                 )
                 before = states[event.job_id]
-                after = apply_event(
-                    before, event, backoff=self._retry_backoff, jitter=self._jitter()
-                )
+                after = apply_event(before, event, jitter=self._jitter())
                 outcome.applied += 1
                 if after is None:
                     continue
@@ -315,7 +334,13 @@ def _state_of(row: Any) -> JobState:
     return JobState(
         status=JobStatus(row.status),
         attempts=row.attempts,
-        max_attempts=row.max_attempts,
+        policy=RetryPolicy(
+            max_attempts=row.max_attempts,
+            backoff_seconds=row.retry_backoff_seconds,
+            backoff_max_seconds=row.retry_backoff_max_seconds,
+            jitter=row.retry_jitter,
+        ),
+        prior_attempts=row.prior_attempts,
         started_at=row.started_at,
         finished_at=row.finished_at,
         next_attempt_at=row.next_attempt_at,
@@ -340,11 +365,12 @@ def _update_params(job_id: uuid.UUID, state: JobState, now: datetime) -> dict[st
     }
 
 
-def _history_row(event: LifecycleEvent, now: datetime) -> dict[str, Any]:
+def _history_row(event: LifecycleEvent, cycle: int, now: datetime) -> dict[str, Any]:
     return {
         "job_id": event.job_id,
         "tenant_id": event.tenant_id,
         "attempt": event.attempt,
+        "cycle": cycle,
         "type": event.type.value,
         "at": event.at,
         "worker": event.worker,
@@ -362,13 +388,7 @@ def _observe(
         wait = (event.at - row.queued_at).total_seconds() if row.queued_at else None
         outcome.started.append((row.task, row.queue, wait))
     if after.status.is_final:
-        if event.duration_ms is not None:
-            run: float | None = event.duration_ms / 1000
-        elif after.started_at and after.finished_at:
-            run = (after.finished_at - after.started_at).total_seconds()
-        else:
-            run = None
-        outcome.finished.append((row.task, row.queue, after.status.value, run))
+        outcome.finished.append((row.task, row.queue, after.status.value))
 
 
 def _normalized(event: LifecycleEvent) -> LifecycleEvent:

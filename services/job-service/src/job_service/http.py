@@ -8,12 +8,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor_common.problems import PayloadTooLarge, ServiceUnavailable
+from conveyor_common.problems import ConveyorError, PayloadTooLarge, ServiceUnavailable
 from conveyor_common.web import problem_response
 
 log = structlog.get_logger("job_service.http")
@@ -27,6 +27,26 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
 )
+# SQLSTATE classes of a database that is unreachable, shutting down or overloaded rather than
+# of a bad statement: 08 connection exception, 53 insufficient resources, 57 operator
+# intervention (admin shutdown, cannot connect now, statement timeout), 40 serialization
+# failure or deadlock (a retry succeeds).
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of a dependency that a retry in a moment may not meet: answered with 503."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+            return True
+        for error in (exc.orig, exc.orig.__cause__ if exc.orig is not None else None):
+            state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+            if isinstance(state, str) and state[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+                return True
+            if isinstance(error, OSError | TimeoutError):
+                return True
+        return False
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 def install_transient_error_handlers(app: FastAPI) -> None:
@@ -38,8 +58,19 @@ def install_transient_error_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, error.headers)
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):
+            return await on_transient(request, exc)
+        # A bug, not an outage: the shared safety net logs it and answers a bare 500.
+        log.exception("http.database_error", path=request.url.path, error=type(exc).__name__)
+        problem = ConveyorError("An unexpected error occurred.").to_problem(
+            instance=request.url.path, request_id=getattr(request.state, "request_id", None)
+        )
+        return problem_response(problem)
+
     for exc_type in TRANSIENT_ERRORS:
         app.add_exception_handler(exc_type, on_transient)
+    app.add_exception_handler(DBAPIError, on_database_error)
 
 
 class BodySizeLimitMiddleware:

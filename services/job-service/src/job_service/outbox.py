@@ -6,11 +6,22 @@ outbox rows with their jobs (`FOR UPDATE SKIP LOCKED`, so several replicas share
 mark the jobs QUEUED with the next attempt number, LPUSH all their pre-built Celery messages in
 one Redis pipeline, delete the outbox rows, commit.
 
+What an outbox row asks for depends on its job's status when the relay takes it:
+- PENDING: publish the next attempt (the job becomes QUEUED with `attempts + 1`); a job in a
+  new cycle (a retry or replay) first has its Redis cancel key deleted;
+- QUEUED: re-publish the current attempt (the reconciler found its message lost);
+- CANCELLED: write the job's Redis cancel key, so workers skip or stop it;
+- anything else: nothing (the row is just deleted).
+
 Why this order: the job rows hold the new attempt number (and are locked) before any worker can
 see the message, so a lifecycle event for the new attempt is never judged against the old one.
 If the publish fails the transaction rolls back and the rows wait for the next round; if the
 commit fails after a publish, the job is published again later — at-least-once, and the
 worker's attempt fence turns the copy into a skip.
+
+Priorities: Conveyor's 9 is the most urgent, kombu's Redis transport serves its LOWEST priority
+first, so the message goes to the list of `kombu_priority(job.priority)` (see
+`conveyor_common.messages`).
 """
 
 from __future__ import annotations
@@ -24,13 +35,15 @@ import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from conveyor_common import limits
 from conveyor_common.envelope import TaskEnvelope
-from conveyor_common.messages import build_task_message, queue_key
+from conveyor_common.messages import build_task_message, kombu_priority, queue_key
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.statuses import JobStatus
 from job_service.background import BackgroundLoop, backoff_delay
 from job_service.clock import utcnow
 from job_service.jobs.repository import JobRepository
+from job_service.jobs.time_limits import TimeLimits
 from job_service.metrics import OUTBOX_PUBLISHED
 
 log = structlog.get_logger("job_service.outbox")
@@ -48,7 +61,7 @@ class OutboxRelay(BackgroundLoop):
         batch_size: int = 1_000,
         sweep_seconds: float = 1.0,
         backoff_max_seconds: float = 5.0,
-        time_limit_grace_seconds: int = 30,
+        time_limits: TimeLimits | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         super().__init__()
@@ -58,7 +71,9 @@ class OutboxRelay(BackgroundLoop):
         self._batch_size = batch_size
         self._sweep_seconds = sweep_seconds
         self._backoff_max = backoff_max_seconds
-        self._grace = time_limit_grace_seconds
+        self._limits = time_limits or TimeLimits.derive(
+            max_timeout_seconds=limits.MAX_TIMEOUT_SECONDS, grace_seconds=30
+        )
         self._clock = clock
         self._wakeup = asyncio.Event()
 
@@ -108,33 +123,57 @@ class OutboxRelay(BackgroundLoop):
             if not rows:
                 return 0
             now = self._clock()
-            publishable = [row for row in rows if row.status == JobStatus.PENDING]
-            # Anything else (e.g. cancelled meanwhile) just loses its outbox row.
-            await repository.mark_queued([row.id for row in publishable], now)
-            if publishable:
-                await self._publish(publishable)
+            # One action per job, however many outbox rows it has.
+            jobs = list({row.id: row for row in rows}.values())
+            new_attempts = [row for row in jobs if row.status == JobStatus.PENDING]
+            republished = [row for row in jobs if row.status == JobStatus.QUEUED]
+            cancelled = [row for row in jobs if row.status == JobStatus.CANCELLED]
+            await repository.mark_queued([row.id for row in new_attempts], now)
+            if new_attempts or republished or cancelled:
+                await self._publish(new_attempts, republished, cancelled)
             await repository.delete_outbox([row.outbox_id for row in rows])
-        OUTBOX_PUBLISHED.inc(len(publishable))
-        log.debug("outbox.published", jobs=len(publishable), rows=len(rows))
+        OUTBOX_PUBLISHED.inc(len(new_attempts) + len(republished))
+        log.debug(
+            "outbox.published",
+            jobs=len(new_attempts),
+            republished=len(republished),
+            cancel_keys=len(cancelled),
+            rows=len(rows),
+        )
         return len(rows)
 
-    async def _publish(self, rows: Sequence[Any]) -> None:
+    async def _publish(
+        self, new_attempts: Sequence[Any], republished: Sequence[Any], cancelled: Sequence[Any]
+    ) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for row in rows:
-            envelope = TaskEnvelope(
-                job_id=row.id,
-                tenant_id=row.tenant_id,
-                task=row.task,
-                attempt=row.attempts + 1,
-                args=row.args,
-                queue=row.queue,
-                timeout_seconds=row.timeout_seconds,
-                idempotency_key=row.idempotency_key,
-            )
-            message = build_task_message(
-                envelope,
-                soft_time_limit=row.timeout_seconds,
-                time_limit=row.timeout_seconds + self._grace,
-            )
-            pipe.lpush(self._keys.queue(queue_key(row.queue, row.priority)), message)
+        for row in cancelled:
+            pipe.set(self._keys.cancel(str(row.id)), "1", ex=self._limits.marker_ttl_seconds)
+        for row in new_attempts:
+            if row.cycle > 1:
+                # A retried or replayed job may have been cancelled: without this its new
+                # attempts would be skipped as cancelled. Queued before the LPUSH, so no worker
+                # can see the message while the key still exists.
+                pipe.delete(self._keys.cancel(str(row.id)))
+            self._push(pipe, row, attempt=row.attempts + 1)
+        for row in republished:
+            self._push(pipe, row, attempt=row.attempts)
         await pipe.execute()
+
+    def _push(self, pipe: Any, row: Any, *, attempt: int) -> None:
+        envelope = TaskEnvelope(
+            job_id=row.id,
+            tenant_id=row.tenant_id,
+            task=row.task,
+            attempt=attempt,
+            args=row.args,
+            queue=row.queue,
+            timeout_seconds=row.timeout_seconds,
+            idempotency_key=row.idempotency_key,
+        )
+        message = build_task_message(
+            envelope,
+            soft_time_limit=self._limits.soft(row.timeout_seconds),
+            time_limit=self._limits.hard(row.timeout_seconds),
+        )
+        key = queue_key(row.queue, kombu_priority(row.priority))
+        pipe.lpush(self._keys.queue(key), message)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conveyor_common.catalog import TaskDefaults, TaskDescriptor
-from conveyor_common.events import LifecycleEvent
+from conveyor_common.events import EventType, LifecycleEvent
+from conveyor_common.messages import kombu_priority, priority_queue_keys, queue_key
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.settings import INTERNAL_TOKEN_HEADER, TENANT_HEADER
 from job_service.app import create_app
@@ -48,6 +50,16 @@ CATALOG = [
         name="reports.build",
         input_schema={"type": "object"},
         defaults=TaskDefaults(queue="reports", timeout_seconds=42, max_attempts=5),
+    ),
+    TaskDescriptor(
+        name="flaky",
+        input_schema={"type": "object"},
+        defaults=TaskDefaults(
+            max_attempts=3,
+            retry_backoff_seconds=10,
+            retry_backoff_max_seconds=15,
+            retry_jitter=False,
+        ),
     ),
 ]
 
@@ -142,7 +154,11 @@ def make_settings(
             "events_claim_interval_seconds": 0.5,
             "promoter_interval_seconds": 0.1,
             "catalog_cache_seconds": 0.0,
-            "retry_backoff_base_seconds": 0.05,
+            "reconcile_interval_seconds": 0.2,
+            # The reconciler runs in the background harness too: leave jobs that tests put in
+            # RUNNING (without a worker, so without a lease) alone unless a test asks.
+            "lease_ttl_seconds": 120.0,
+            "gauges_interval_seconds": 0.2,
             "shutdown_grace_seconds": 5.0,
         }
         values.update(overrides)
@@ -208,15 +224,63 @@ class Harness:
     async def outbox_size(self) -> int:
         return await self.count(OutboxEntry)
 
-    async def queue_messages(self, queue_key: str = "default") -> list[dict[str, Any]]:
-        """Messages waiting in a Celery queue, oldest first, with the body decoded."""
-        raw = await self.redis.lrange(self.keys.queue(queue_key), 0, -1)
+    async def queue_messages(
+        self, queue: str = "default", priority: int = 0
+    ) -> list[dict[str, Any]]:
+        """Messages of one Conveyor priority waiting in a Celery queue, oldest first, with the
+        body decoded."""
+        key = self.keys.queue(queue_key(queue, kombu_priority(priority)))
+        raw = await self.redis.lrange(key, 0, -1)
         messages = []
         for item in reversed(raw):  # LPUSH + BRPOP: the oldest is at the right end
             message = json.loads(item)
             message["decoded_body"] = json.loads(base64.b64decode(message["body"]))
             messages.append(message)
         return messages
+
+    async def clear_queue(self, queue: str = "default") -> None:
+        """Empties a queue's lists, as if workers had taken every message."""
+        await self.redis.delete(*(self.keys.queue(key) for key in priority_queue_keys(queue)))
+
+    async def queue_length(self, queue: str = "default") -> int:
+        """Messages waiting in a queue, all priorities."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in priority_queue_keys(queue):
+            pipe.llen(self.keys.queue(key))
+        return sum(await pipe.execute())
+
+    def event(
+        self,
+        job_id: uuid.UUID | str,
+        kind: EventType,
+        attempt: int = 1,
+        *,
+        at: datetime | None = None,
+        **extra: Any,
+    ) -> LifecycleEvent:
+        """A worker's lifecycle event for one of this tenant's jobs (now, unless `at`)."""
+        return LifecycleEvent(
+            job_id=uuid.UUID(str(job_id)),
+            tenant_id=TENANT,
+            attempt=attempt,
+            type=kind,
+            at=at or datetime.now(UTC),
+            task=extra.pop("task", "echo"),
+            worker=extra.pop("worker", "w-1"),
+            **extra,
+        )
+
+    async def drain_events(self) -> None:
+        """Applies everything in the lifecycle stream (for tests without background loops)."""
+        reader = self.app.state.reader
+        await reader.ensure_group()
+        while await reader.read_once(block_ms=1):
+            pass
+
+    async def report(self, *events: LifecycleEvent) -> None:
+        """Appends events as a worker would and applies them."""
+        await self.add_events(*events)
+        await self.drain_events()
 
     async def add_events(self, *events: LifecycleEvent) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -41,7 +41,7 @@ async def test_unknown_task_is_422_listing_known_tasks(quiet_harness: Any) -> No
     assert response.status_code == 422
     problem = response.json()
     assert problem["type"] == "urn:conveyor:problem:unknown-task"
-    assert problem["extra"]["known_tasks"] == ["echo", "noop", "reports.build"]
+    assert problem["extra"]["known_tasks"] == ["echo", "flaky", "noop", "reports.build"]
     assert _fields(response) == {"body.task": "no worker advertises this task"}
     await _assert_nothing_stored(h)
 

@@ -49,10 +49,10 @@ async def test_a_batch_of_1000_is_accepted_and_published(harness: Any, wait_unti
 
     async def all_published() -> bool:
         # The publish precedes the commit that deletes the outbox rows: wait for both.
-        return await h.outbox_size() == 0 and await h.redis.llen(h.keys.queue("default")) > 0
+        return await h.outbox_size() == 0 and await h.queue_length("default") > 0
 
     await wait_until(all_published)
-    assert await h.redis.llen(h.keys.queue("default")) == 1_000
+    assert await h.queue_length("default") == 1_000
     assert await h.count(Job, Job.status == JobStatus.QUEUED, Job.attempts == 1) == 1_000
     messages = await h.queue_messages("default")
     # Published in submission order (the oldest is consumed first).

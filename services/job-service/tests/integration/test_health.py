@@ -12,7 +12,7 @@ async def test_health_ready_metrics_and_catalog(quiet_harness: Any) -> None:
     assert "conveyor_http_requests_total" in (await h.client.get("/metrics")).text
 
     catalog = (await h.client.get("/internal/v1/tasks")).json()
-    assert [t["name"] for t in catalog["tasks"]] == ["echo", "noop", "reports.build"]
+    assert [t["name"] for t in catalog["tasks"]] == ["echo", "flaky", "noop", "reports.build"]
     assert catalog["tasks"][0]["input_schema"]["required"] == ["x"]
     response = await h.client.get("/internal/v1/tasks")
     assert response.headers["x-request-id"]

@@ -74,3 +74,26 @@ async def test_filters(quiet_harness: Any) -> None:
     assert echo[1]["id"] not in after
     assert {echo[2]["id"], report["id"], pending["id"]} <= after
     assert await ids(created_before=middle.isoformat()) == {echo[0]["id"]}
+
+
+async def test_the_tag_filter_matches_whole_tags_and_pages(quiet_harness: Any) -> None:
+    h = quiet_harness
+    billing = [
+        (await h.submit({"task": "noop", "tags": ["billing", f"run-{i}"]})).json()["id"]
+        for i in range(5)
+    ]
+    await h.submit({"task": "noop", "tags": ["bill", "billing-eu"]})
+    await h.submit({"task": "noop"})
+    await h.submit({"task": "noop", "tags": ['"billing"']})
+
+    ids, pages = await _walk(h, tag="billing", limit=2)
+
+    assert ids == list(reversed(billing))
+    assert pages == 3
+    only = await h.client.get("/internal/v1/jobs", params={"tag": "run-3"})
+    assert [j["id"] for j in only.json()["items"]] == [billing[3]]
+    combined = await h.client.get(
+        "/internal/v1/jobs", params={"tag": "billing", "status": "RUNNING"}
+    )
+    assert combined.json()["items"] == []
+    assert (await h.client.get("/internal/v1/jobs", params={"tag": ""})).status_code == 422

@@ -59,3 +59,26 @@ async def test_a_job_accepted_while_redis_is_down_is_published_when_it_returns(
             await wait_until(ready)
     finally:
         await client.aclose()
+
+
+async def test_the_catalog_is_read_ahead_so_a_first_submit_works_with_redis_down(
+    harness_factory: Any, own_redis_server: Any, wait_until: Any
+) -> None:
+    server = own_redis_server()
+    client = aioredis.Redis.from_url(server.url, socket_timeout=2)
+    try:
+        async with harness_factory(redis_url=server.url, redis_client=client) as h:
+            await h.seed_catalog()
+
+            async def catalog_cached() -> bool:
+                return "echo" in h.app.state.catalog.cached_tasks
+
+            await wait_until(catalog_cached)  # read in the background: no request asked yet
+            server.stop()
+
+            response = await h.submit({"task": "echo", "args": {"x": 1}})
+
+            assert response.status_code == 202, response.text
+            assert (await h.job(response.json()["id"])).status == JobStatus.PENDING
+    finally:
+        await client.aclose()

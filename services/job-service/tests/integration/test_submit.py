@@ -85,7 +85,7 @@ async def test_the_running_relay_publishes_right_after_commit(
     assert (job["timeout_seconds"], job["max_attempts"]) == (42, 5)
 
     async def published() -> list[dict[str, Any]]:
-        return await h.queue_messages("reports\x06\x169")
+        return await h.queue_messages("reports", priority=9)
 
     [message] = await wait_until(published)
     assert message["headers"]["id"] == job["id"]

@@ -36,6 +36,7 @@ def _settings(database_url: str, redis_url: str, namespace: str) -> Settings:
         background_tasks=False,
         redis_connect_timeout=0.5,
         redis_socket_timeout=0.5,
+        events_block_ms=100,
     )
 
 

@@ -11,11 +11,15 @@ import pytest
 
 from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_common.statuses import FINAL_STATUSES, STATUS_RANK, JobStatus
-from job_service.jobs.state_machine import BackoffPolicy, JobState, apply_event
+from job_service.jobs.retry_policy import RetryPolicy
+from job_service.jobs.state_machine import JobState, apply_event
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 JOB = uuid.uuid4()
-POLICY = BackoffPolicy(base_seconds=2.0, cap_seconds=60.0)
+
+
+def policy(max_attempts: int = 3) -> RetryPolicy:
+    return RetryPolicy(max_attempts=max_attempts, backoff_seconds=2.0, backoff_max_seconds=60.0)
 
 
 def ev(kind: EventType, attempt: int = 1, seconds: float = 0, **extra: object) -> LifecycleEvent:
@@ -30,11 +34,11 @@ def ev(kind: EventType, attempt: int = 1, seconds: float = 0, **extra: object) -
 
 
 def queued(attempt: int = 1, max_attempts: int = 3) -> JobState:
-    return JobState(status=JobStatus.QUEUED, attempts=attempt, max_attempts=max_attempts)
+    return JobState(status=JobStatus.QUEUED, attempts=attempt, policy=policy(max_attempts))
 
 
 def apply(state: JobState, event: LifecycleEvent, jitter: float = 0.5) -> JobState | None:
-    return apply_event(state, event, backoff=POLICY, jitter=jitter)
+    return apply_event(state, event, jitter=jitter)
 
 
 def run(state: JobState, *events: LifecycleEvent) -> JobState:
@@ -68,6 +72,12 @@ def test_received_and_skipped_change_nothing() -> None:
     assert apply(running, ev(EventType.SKIPPED)) is None
 
 
+def test_a_skip_for_a_newer_attempt_does_not_advance_the_job() -> None:
+    assert apply(queued(1), ev(EventType.SKIPPED, attempt=2)) is None
+    pending = JobState(status=JobStatus.PENDING, attempts=1, policy=policy())
+    assert apply(pending, ev(EventType.SKIPPED, attempt=2)) is None
+
+
 def test_retryable_failure_with_attempts_left_retries_after_a_capped_jittered_backoff() -> None:
     after = apply(
         queued(1, 3), ev(EventType.FAILED, seconds=10, error_type="IOError", error_message="x")
@@ -76,8 +86,8 @@ def test_retryable_failure_with_attempts_left_retries_after_a_capped_jittered_ba
     assert after.status == JobStatus.RETRYING
     assert after.finished_at is None
     assert (after.error_type, after.error_message) == ("IOError", "x")
-    # attempt 1, base 2 s: between 1 s and 2 s after the failure
-    assert T0 + timedelta(seconds=11) <= after.next_attempt_at <= T0 + timedelta(seconds=12)  # type: ignore[operator]
+    # attempt 1, base 2 s, full jitter 0.5: 1 s after the failure
+    assert after.next_attempt_at == T0 + timedelta(seconds=11)
 
 
 def test_retryable_none_counts_as_retryable() -> None:
@@ -152,13 +162,13 @@ def test_events_of_an_older_attempt_change_nothing() -> None:
 @pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.WAITING])
 def test_a_job_between_attempts_ignores_its_finished_attempts_events(status: JobStatus) -> None:
     # RETRYING (attempt 1 over) -> promoted to PENDING: a late duplicate of attempt 1 is stale.
-    state = JobState(status=status, attempts=1, max_attempts=3)
+    state = JobState(status=status, attempts=1, policy=policy(3))
     for kind in EventType:
         assert apply(state, ev(kind, attempt=1)) is None, kind
 
 
 def test_an_event_for_a_newer_attempt_advances_the_job() -> None:
-    retrying = JobState(status=JobStatus.RETRYING, attempts=1, max_attempts=3, error_type="E")
+    retrying = JobState(status=JobStatus.RETRYING, attempts=1, policy=policy(3), error_type="E")
     after = apply(retrying, ev(EventType.STARTED, attempt=2, seconds=7))
     assert after is not None
     assert (after.status, after.attempts, after.started_at) == (
@@ -167,7 +177,7 @@ def test_an_event_for_a_newer_attempt_advances_the_job() -> None:
         T0 + timedelta(seconds=7),
     )
 
-    pending = JobState(status=JobStatus.PENDING, attempts=0, max_attempts=3)
+    pending = JobState(status=JobStatus.PENDING, attempts=0, policy=policy(3))
     received = apply(pending, ev(EventType.RECEIVED, attempt=1))
     assert received is not None
     assert (received.status, received.attempts) == (JobStatus.QUEUED, 1)
@@ -175,13 +185,13 @@ def test_an_event_for_a_newer_attempt_advances_the_job() -> None:
 
 @pytest.mark.parametrize("status", sorted(FINAL_STATUSES))
 def test_final_statuses_never_change(status: JobStatus) -> None:
-    state = JobState(status=status, attempts=1, max_attempts=3)
+    state = JobState(status=status, attempts=1, policy=policy(3))
     for kind, attempt in itertools.product(EventType, (1, 2, 5)):
         assert apply(state, ev(kind, attempt=attempt)) is None, (kind, attempt)
 
 
 def test_a_cancelled_job_ignores_everything() -> None:
-    cancelled = JobState(status=JobStatus.CANCELLED, attempts=1, max_attempts=3)
+    cancelled = JobState(status=JobStatus.CANCELLED, attempts=1, policy=policy(3))
     assert (
         run(
             cancelled,
@@ -220,11 +230,31 @@ def test_status_never_moves_backwards_within_an_attempt() -> None:
                 state = after
 
 
-def test_backoff_grows_exponentially_and_is_capped() -> None:
-    policy = BackoffPolicy(base_seconds=1.0, cap_seconds=30.0)
-    assert policy.delay(1, 0.0) == timedelta(seconds=0.5)
-    assert policy.delay(1, 1.0) == timedelta(seconds=1)
-    assert policy.delay(3, 1.0) == timedelta(seconds=4)
-    assert policy.delay(10, 1.0) == timedelta(seconds=30)
-    assert policy.delay(10_000, 0.0) == timedelta(seconds=15)
-    assert policy.delay(2, 7.0) == policy.delay(2, 1.0)  # jitter is clamped
+@pytest.mark.parametrize("error_type", ["WorkerLost", "TimeLimitExceeded"])
+def test_a_lost_worker_or_an_exceeded_time_limit_is_retried(error_type: str) -> None:
+    after = apply(queued(1, 2), ev(EventType.FAILED, error_type=error_type, retryable=True))
+    assert after is not None
+    assert (after.status, after.error_type) == (JobStatus.RETRYING, error_type)
+    spent = apply(queued(2, 2), ev(EventType.FAILED, attempt=2, error_type=error_type))
+    assert spent is not None
+    assert spent.status == JobStatus.FAILED
+
+
+def test_a_permanent_error_type_fails_at_once_when_retryable_is_unknown() -> None:
+    after = apply(queued(1, 5), ev(EventType.FAILED, error_type="PermanentError"))
+    assert after is not None
+    assert after.status == JobStatus.FAILED
+
+
+def test_attempts_are_counted_per_cycle() -> None:
+    # Cycle 2 began after attempt 3: attempts 4 and 5 are its first and second of three.
+    second_cycle = JobState(status=JobStatus.QUEUED, attempts=5, policy=policy(3), prior_attempts=3)
+    after = apply(second_cycle, ev(EventType.FAILED, attempt=5, seconds=10))
+    assert after is not None
+    assert after.status == JobStatus.RETRYING
+    # The second attempt of the cycle: base 2 s x 2 = 4 s bound, half of it with jitter 0.5.
+    assert after.next_attempt_at == T0 + timedelta(seconds=12)
+    last = dataclasses.replace(second_cycle, attempts=6)
+    spent = apply(last, ev(EventType.FAILED, attempt=6))
+    assert spent is not None
+    assert spent.status == JobStatus.FAILED

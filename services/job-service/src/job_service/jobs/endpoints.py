@@ -10,7 +10,14 @@ from pydantic import AwareDatetime
 
 from conveyor_common import limits
 from conveyor_common.internal import TenantDep
-from conveyor_common.jobs import BatchCreate, BatchRead, JobCreate, JobList, JobRead
+from conveyor_common.jobs import (
+    BatchCreate,
+    BatchRead,
+    JobCreate,
+    JobEventList,
+    JobList,
+    JobRead,
+)
 from conveyor_common.problems import (
     InvalidRequest,
     JobNotFound,
@@ -22,7 +29,8 @@ from conveyor_common.problems import (
 )
 from conveyor_common.statuses import JobStatus
 from job_service.db import SessionDep, after_commit
-from job_service.deps import CatalogDep, RelayDep
+from job_service.deps import CancelKeysDep, CatalogDep, RelayDep, TimeLimitsDep
+from job_service.jobs.errors import JobAlreadyFinished, JobNotRetryable
 from job_service.jobs.service import JobService
 
 router = APIRouter(prefix="/internal/v1/jobs", tags=["jobs"])
@@ -32,8 +40,10 @@ _WRITE_ERRORS = problem_responses(
 )
 
 
-def get_job_service(session: SessionDep, catalog: CatalogDep) -> JobService:
-    return JobService(session, catalog)
+def get_job_service(
+    session: SessionDep, catalog: CatalogDep, time_limits: TimeLimitsDep
+) -> JobService:
+    return JobService(session, catalog, time_limits=time_limits)
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
@@ -93,6 +103,7 @@ async def list_jobs(
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     task: Annotated[str | None, Query(max_length=limits.MAX_NAME_LENGTH)] = None,
     queue: Annotated[str | None, Query(max_length=limits.MAX_NAME_LENGTH)] = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=limits.MAX_TAG_LENGTH)] = None,
     created_after: AwareDatetime | None = None,
     created_before: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = limits.DEFAULT_PAGE_SIZE,
@@ -105,6 +116,46 @@ async def list_jobs(
         status=status_,
         task=task,
         queue=queue,
+        tag=tag,
         created_after=created_after,
         created_before=created_before,
     )
+
+
+@router.get("/{job_id}/events", responses=problem_responses(Unauthorized, JobNotFound))
+async def job_events(job_id: uuid.UUID, tenant: TenantDep, service: JobServiceDep) -> JobEventList:
+    return await service.events(tenant, job_id)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    responses=problem_responses(Unauthorized, JobNotFound, JobAlreadyFinished, ServiceUnavailable),
+)
+async def cancel_job(
+    job_id: uuid.UUID,
+    tenant: TenantDep,
+    service: JobServiceDep,
+    relay: RelayDep,
+    cancel_keys: CancelKeysDep,
+) -> JobRead:
+    job = await service.cancel(tenant, job_id)
+
+    async def signal_workers() -> None:
+        await cancel_keys.write(job.id)
+
+    after_commit(service.session, signal_workers)
+    after_commit(service.session, relay.wake)
+    return job
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(Unauthorized, JobNotFound, JobNotRetryable, ServiceUnavailable),
+)
+async def retry_job(
+    job_id: uuid.UUID, tenant: TenantDep, service: JobServiceDep, relay: RelayDep
+) -> JobRead:
+    job = await service.retry(tenant, job_id)
+    after_commit(service.session, relay.wake)
+    return job

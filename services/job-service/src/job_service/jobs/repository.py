@@ -11,11 +11,23 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conveyor_common.statuses import JobStatus
+from conveyor_common.statuses import FINAL_STATUSES, JobStatus
 from job_service.models import Job, JobEvent, OutboxEntry
 
 jobs = cast(Table, Job.__table__)
@@ -32,6 +44,7 @@ _PUBLISH_COLUMNS = (
     jobs.c.args,
     jobs.c.status,
     jobs.c.attempts,
+    jobs.c.cycle,
     jobs.c.timeout_seconds,
     jobs.c.idempotency_key,
 )
@@ -45,6 +58,11 @@ STATE_COLUMNS = (
     jobs.c.status,
     jobs.c.attempts,
     jobs.c.max_attempts,
+    jobs.c.prior_attempts,
+    jobs.c.cycle,
+    jobs.c.retry_backoff_seconds,
+    jobs.c.retry_backoff_max_seconds,
+    jobs.c.retry_jitter,
     jobs.c.queued_at,
     jobs.c.started_at,
     jobs.c.finished_at,
@@ -129,6 +147,7 @@ class JobRepository:
         status: JobStatus | None = None,
         task: str | None = None,
         queue: str | None = None,
+        tag: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
     ) -> Sequence[Job]:
@@ -142,12 +161,24 @@ class JobRepository:
             stmt = stmt.where(Job.task == task)
         if queue is not None:
             stmt = stmt.where(Job.queue == queue)
+        if tag is not None:
+            stmt = stmt.where(self._has_tag(tag))
         if created_after is not None:
             stmt = stmt.where(Job.created_at > created_after)
         if created_before is not None:
             stmt = stmt.where(Job.created_at < created_before)
         stmt = stmt.order_by(Job.id.desc()).limit(limit)
         return (await self.session.execute(stmt)).scalars().all()
+
+    def _has_tag(self, tag: str) -> ColumnElement[bool]:
+        if self._dialect == "postgresql":
+            return jobs.c.tags.op("@>")(func.jsonb_build_array(tag))
+        each = func.json_each(jobs.c.tags).table_valued("value")
+        return exists(select(1).select_from(each).where(each.c.value == tag))
+
+    async def get_for_update(self, tenant_id: str, job_id: uuid.UUID) -> Job | None:
+        stmt = select(Job).where(Job.tenant_id == tenant_id, Job.id == job_id).with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def count_outbox(self, job_ids: Sequence[uuid.UUID] | None = None) -> int:
         stmt = select(func.count()).select_from(outbox)
@@ -212,7 +243,12 @@ class JobRepository:
         stmt = (
             self._insert(job_events)
             .on_conflict_do_nothing(
-                index_elements=[job_events.c.job_id, job_events.c.attempt, job_events.c.type]
+                index_elements=[
+                    job_events.c.job_id,
+                    job_events.c.cycle,
+                    job_events.c.attempt,
+                    job_events.c.type,
+                ]
             )
             .returning(job_events.c.id)
         )
@@ -247,3 +283,172 @@ class JobRepository:
                 .values(status=JobStatus.PENDING, updated_at=now)
             )
             await self.session.execute(stmt)
+
+    # --- cancel, retry and replay ---------------------------------------------------------
+
+    async def mark_cancelled(self, job_id: uuid.UUID, now: datetime) -> None:
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(
+                status=JobStatus.CANCELLED, finished_at=now, next_attempt_at=None, updated_at=now
+            )
+        )
+        await self.session.execute(stmt)
+
+    async def start_cycles(self, job_ids: Sequence[uuid.UUID], now: datetime) -> None:
+        """A new cycle of attempts: PENDING again, the cycle's budget counted from the attempts
+        made so far (attempt numbers keep counting), last cycle's outcome cleared from the row
+        (the history keeps it)."""
+        if not job_ids:
+            return
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id.in_(list(job_ids)))
+            .values(
+                status=JobStatus.PENDING,
+                cycle=jobs.c.cycle + 1,
+                prior_attempts=jobs.c.attempts,
+                queued_at=None,
+                started_at=None,
+                finished_at=None,
+                next_attempt_at=None,
+                error_type=None,
+                error_message=None,
+                traceback=None,
+                dead_letter_purged_at=None,
+                updated_at=now,
+            )
+        )
+        await self.session.execute(stmt)
+
+    async def replace_outbox(self, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
+        """Drops the jobs' outbox rows and gives each exactly one new one (`rows`: id and
+        tenant_id of each job), so a job never has two messages in flight for one decision."""
+        if not rows:
+            return
+        await self.session.execute(
+            delete(outbox).where(outbox.c.job_id.in_([row["id"] for row in rows]))
+        )
+        await self.insert_outbox(
+            [
+                {"job_id": row["id"], "tenant_id": row["tenant_id"], "created_at": now}
+                for row in rows
+            ]
+        )
+
+    async def list_job_events(self, job_ids: Sequence[uuid.UUID]) -> Sequence[JobEvent]:
+        """The history of several jobs, oldest first within each."""
+        if not job_ids:
+            return []
+        stmt = (
+            select(JobEvent)
+            .where(JobEvent.job_id.in_(list(job_ids)))
+            .order_by(JobEvent.job_id, JobEvent.id)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    # --- reconciler -----------------------------------------------------------------------
+
+    def _current_attempt_has(self, *types: str) -> ColumnElement[bool]:
+        return exists(
+            select(1).where(
+                job_events.c.job_id == jobs.c.id,
+                job_events.c.attempt == jobs.c.attempts,
+                job_events.c.type.in_(types),
+            )
+        )
+
+    def _not_received(self) -> ColumnElement[bool]:
+        return ~self._current_attempt_has("received", "started")
+
+    async def lock_stale_queued(self, cutoff: datetime, limit: int) -> Sequence[Any]:
+        """QUEUED jobs published before `cutoff` that no worker reported receiving and that have
+        no outbox row (a publish already pending), oldest first, locked (SKIP LOCKED)."""
+        stmt = (
+            select(jobs.c.id, jobs.c.tenant_id, jobs.c.queue, jobs.c.attempts, jobs.c.cycle)
+            .where(
+                jobs.c.status == JobStatus.QUEUED,
+                jobs.c.queued_at < cutoff,
+                self._not_received(),
+                ~exists(select(1).where(outbox.c.job_id == jobs.c.id)),
+            )
+            .order_by(jobs.c.queued_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.execute(stmt)).all()
+
+    async def count_waiting(self, queues: Sequence[str]) -> dict[str, int]:
+        """Per queue: QUEUED jobs no worker reported receiving (whose message should be in the
+        queue's Redis lists)."""
+        if not queues:
+            return {}
+        stmt = (
+            select(jobs.c.queue, func.count())
+            .where(
+                jobs.c.status == JobStatus.QUEUED,
+                jobs.c.queue.in_(list(queues)),
+                self._not_received(),
+            )
+            .group_by(jobs.c.queue)
+        )
+        return {queue: int(n) for queue, n in (await self.session.execute(stmt)).all()}
+
+    async def mark_requeued(self, job_ids: Sequence[uuid.UUID], now: datetime) -> None:
+        if job_ids:
+            stmt = (
+                update(jobs)
+                .where(jobs.c.id.in_(list(job_ids)))
+                .values(queued_at=now, updated_at=now)
+            )
+            await self.session.execute(stmt)
+
+    async def running_since(
+        self, cutoff: datetime, limit: int, after_id: uuid.UUID | None = None
+    ) -> Sequence[Any]:
+        """Jobs an attempt of which a worker started (or received) before `cutoff` and which have
+        not finished it: RUNNING, or QUEUED with a `received` but no `started` recorded. A page
+        in id order, after `after_id`."""
+        received_before = exists(
+            select(1).where(
+                job_events.c.job_id == jobs.c.id,
+                job_events.c.attempt == jobs.c.attempts,
+                job_events.c.type == "received",
+                job_events.c.at < cutoff,
+            )
+        )
+        stmt = (
+            select(jobs.c.id, jobs.c.tenant_id, jobs.c.task, jobs.c.attempts, jobs.c.started_at)
+            .where(
+                or_(
+                    and_(jobs.c.status == JobStatus.RUNNING, jobs.c.started_at < cutoff),
+                    and_(jobs.c.status == JobStatus.QUEUED, received_before),
+                )
+            )
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        if after_id is not None:
+            stmt = stmt.where(jobs.c.id > after_id)
+        return (await self.session.execute(stmt)).all()
+
+    # --- gauges ---------------------------------------------------------------------------
+
+    async def backlog(self) -> dict[tuple[str, str], int]:
+        """(queue, status) -> jobs, for every status that is not final."""
+        stmt = (
+            select(jobs.c.queue, jobs.c.status, func.count())
+            .where(jobs.c.status.notin_([s.value for s in FINAL_STATUSES]))
+            .group_by(jobs.c.queue, jobs.c.status)
+        )
+        return {
+            (queue, JobStatus(status).value): int(n)
+            for queue, status, n in (await self.session.execute(stmt)).all()
+        }
+
+    async def outbox_stats(self) -> tuple[int, datetime | None]:
+        """How many outbox rows wait, and when the oldest was written."""
+        stmt = select(func.count(), func.min(outbox.c.created_at)).select_from(outbox)
+        count, oldest = (await self.session.execute(stmt)).one()
+        return int(count), oldest

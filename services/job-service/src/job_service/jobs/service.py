@@ -12,22 +12,39 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conveyor_common import metrics
+from conveyor_common import limits, metrics
 from conveyor_common.ids import new_id
-from conveyor_common.jobs import BatchCreate, JobCreate, JobError, JobList, JobRead
+from conveyor_common.jobs import (
+    BatchCreate,
+    JobCreate,
+    JobError,
+    JobEventList,
+    JobEventRead,
+    JobList,
+    JobRead,
+)
 from conveyor_common.problems import FieldError, InvalidRequest, JobNotFound
 from conveyor_common.statuses import JobStatus
 from job_service.clock import utcnow
 from job_service.db import after_commit
 from job_service.jobs.cursor import decode_cursor, encode_cursor
-from job_service.jobs.errors import IdempotencyKeyReused
+from job_service.jobs.errors import IdempotencyKeyReused, JobAlreadyFinished, JobNotRetryable
+from job_service.jobs.history import Action, history_row
 from job_service.jobs.repository import JobRepository
-from job_service.models import Job
+from job_service.jobs.retry_policy import RetryPolicy
+from job_service.jobs.time_limits import TimeLimits
+from job_service.models import Job, JobEvent
 from job_service.tasks.catalog import CatalogCache, CatalogEntry
 from job_service.tasks.errors import UnknownTask
 from job_service.tasks.validation import args_errors
 
 MAX_FIELD_ERRORS = 50
+DEFAULT_TIME_LIMITS = TimeLimits.derive(
+    max_timeout_seconds=limits.MAX_TIMEOUT_SECONDS, grace_seconds=30
+)
+# JobCreate fields added after idempotency keys were first stored: left out of a request's hash
+# while unset, so a request retried across an upgrade still matches its key.
+_FIELDS_HASHED_ONLY_WHEN_SET = ("retry_backoff_seconds", "retry_backoff_max_seconds")
 
 
 class JobService:
@@ -36,11 +53,13 @@ class JobService:
         session: AsyncSession,
         catalog: CatalogCache,
         *,
+        time_limits: TimeLimits = DEFAULT_TIME_LIMITS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.session = session
         self.repository = JobRepository.from_session(session)
         self.catalog = catalog
+        self.time_limits = time_limits
         self.clock = clock
 
     # --- submission -----------------------------------------------------------------------
@@ -107,6 +126,9 @@ class JobService:
             )
         errors: list[FieldError] = []
         for i, job in enumerate(jobs):
+            errors.extend(
+                self._timeout_errors(job, entries[job.task], f"{prefix(i)}.timeout_seconds")
+            )
             errors.extend(args_errors(entries[job.task].validator, job.args, f"{prefix(i)}.args"))
             if len(errors) >= MAX_FIELD_ERRORS:
                 break
@@ -115,6 +137,25 @@ class JobService:
             raise InvalidRequest(
                 "; ".join(f"{e.field}: {e.reason}" for e in errors[:5]), errors=errors
             )
+
+    def _timeout_errors(self, job: JobCreate, entry: CatalogEntry, field: str) -> list[FieldError]:
+        bound = self.time_limits.max_timeout_seconds
+        if job.timeout_seconds is not None:
+            if job.timeout_seconds > bound:
+                return [
+                    FieldError(field=field, reason=f"over this deployment's limit of {bound} s")
+                ]
+        elif entry.descriptor.defaults.timeout_seconds > bound:
+            # Running the task under a shorter limit than its author set would be a silent
+            # change of meaning; the operator must raise CONVEYOR_MAX_TIMEOUT_SECONDS instead.
+            return [
+                FieldError(
+                    field=field,
+                    reason=f"the task's default of {entry.descriptor.defaults.timeout_seconds} s "
+                    f"is over this deployment's limit of {bound} s; pass a shorter one",
+                )
+            ]
+        return []
 
     def _count_submitted(self, rows: Sequence[Mapping[str, Any]]) -> None:
         counts = Counter((row["task"], row["queue"]) for row in rows)
@@ -143,6 +184,7 @@ class JobService:
         status: JobStatus | None = None,
         task: str | None = None,
         queue: str | None = None,
+        tag: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
     ) -> JobList:
@@ -161,6 +203,7 @@ class JobService:
             status=status,
             task=task,
             queue=queue,
+            tag=tag,
             created_after=created_after,
             created_before=created_before,
         )
@@ -168,9 +211,73 @@ class JobService:
         next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
         return JobList(items=[read_from_orm(job) for job in page], next_cursor=next_cursor)
 
+    async def events(self, tenant_id: str, job_id: uuid.UUID) -> JobEventList:
+        if await self.repository.get(tenant_id, job_id) is None:
+            raise JobNotFound(f"No job {job_id}.")
+        rows = await self.repository.list_job_events([job_id])
+        return JobEventList(items=[event_read(row) for row in rows])
+
+    # --- cancel and retry -----------------------------------------------------------------
+
+    async def cancel(self, tenant_id: str, job_id: uuid.UUID) -> JobRead:
+        """CANCELLED in PostgreSQL, which no later event can change. Its outbox row is replaced
+        by one that makes the relay write the job's Redis cancel key (so workers skip or stop
+        it) even if Redis is down right now. Cancelling a CANCELLED job changes nothing."""
+        job = await self.repository.get_for_update(tenant_id, job_id)
+        if job is None:
+            raise JobNotFound(f"No job {job_id}.")
+        if job.status == JobStatus.CANCELLED:
+            return read_from_orm(job)
+        if job.status.is_final:
+            raise JobAlreadyFinished(
+                f"Job {job_id} already finished ({job.status.value}).",
+                extra={"status": job.status.value},
+            )
+        now = self.clock()
+        await self.repository.mark_cancelled(job.id, now)
+        await self.repository.replace_outbox([{"id": job.id, "tenant_id": tenant_id}], now)
+        await self.repository.insert_events(
+            [
+                history_row(
+                    job_id=job.id,
+                    tenant_id=tenant_id,
+                    attempt=job.attempts,
+                    cycle=job.cycle,
+                    action=Action.CANCELLED,
+                    at=now,
+                    detail=f"cancelled while {job.status.value}",
+                )
+            ]
+        )
+        task, queue = job.task, job.queue
+
+        def count() -> None:
+            metrics.JOBS_FINISHED.labels(task, queue, JobStatus.CANCELLED.value).inc()
+
+        after_commit(self.session, count)
+        await self.session.refresh(job)
+        return read_from_orm(job)
+
+    async def retry(self, tenant_id: str, job_id: uuid.UUID) -> JobRead:
+        """A FAILED or CANCELLED job starts a new cycle of `max_attempts` attempts."""
+        job = await self.repository.get_for_update(tenant_id, job_id)
+        if job is None:
+            raise JobNotFound(f"No job {job_id}.")
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise JobNotRetryable(
+                f"Job {job_id} is {job.status.value}.", extra={"status": job.status.value}
+            )
+        await start_cycles(self.repository, [job], Action.RETRIED, self.clock())
+        await self.session.refresh(job)
+        return read_from_orm(job)
+
 
 def _request_hash(job: JobCreate) -> str:
-    canonical = json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    body = job.model_dump(mode="json")
+    for name in _FIELDS_HASHED_ONLY_WHEN_SET:
+        if body.get(name) is None:
+            body.pop(name, None)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -188,6 +295,7 @@ def _replay(existing: Job, request_hash: str | None) -> JobRead:
 def _job_row(tenant_id: str, job: JobCreate, entry: CatalogEntry, now: datetime) -> dict[str, Any]:
     defaults = entry.descriptor.defaults
     scheduled = job.run_at is not None and job.run_at > now
+    policy = RetryPolicy.for_submission(defaults, job)
     return {
         "id": new_id(),
         "tenant_id": tenant_id,
@@ -197,7 +305,12 @@ def _job_row(tenant_id: str, job: JobCreate, entry: CatalogEntry, now: datetime)
         "args": job.args,
         "status": JobStatus.SCHEDULED if scheduled else JobStatus.PENDING,
         "attempts": 0,
-        "max_attempts": job.max_attempts or defaults.max_attempts,
+        "max_attempts": policy.max_attempts,
+        "retry_backoff_seconds": policy.backoff_seconds,
+        "retry_backoff_max_seconds": policy.backoff_max_seconds,
+        "retry_jitter": policy.jitter,
+        "cycle": 1,
+        "prior_attempts": 0,
         "timeout_seconds": job.timeout_seconds or defaults.timeout_seconds,
         "tags": list(job.tags),
         "metadata": dict(job.metadata),
@@ -232,6 +345,9 @@ def _read_from_row(row: Mapping[str, Any]) -> JobRead:
         idempotency_key=row.get("idempotency_key"),
         created_at=row["created_at"],
         run_at=row["run_at"],
+        cycle=row["cycle"],
+        retry_backoff_seconds=row["retry_backoff_seconds"],
+        retry_backoff_max_seconds=row["retry_backoff_max_seconds"],
     )
 
 
@@ -261,4 +377,50 @@ def read_from_orm(job: Job) -> JobRead:
         started_at=job.started_at,
         finished_at=job.finished_at,
         next_attempt_at=job.next_attempt_at,
+        cycle=job.cycle,
+        dead_letter=job.status == JobStatus.FAILED and job.dead_letter_purged_at is None,
+        retry_backoff_seconds=job.retry_backoff_seconds,
+        retry_backoff_max_seconds=job.retry_backoff_max_seconds,
     )
+
+
+def event_read(row: JobEvent) -> JobEventRead:
+    return JobEventRead(
+        attempt=row.attempt,
+        cycle=row.cycle,
+        type=row.type,
+        at=row.at,
+        worker=row.worker,
+        duration_ms=row.duration_ms,
+        error_type=row.error_type,
+        error_message=row.error_message,
+    )
+
+
+async def start_cycles(
+    repository: JobRepository, jobs: Sequence[Job], action: Action, now: datetime
+) -> None:
+    """A new cycle for each job (retry or dead-letter replay): PENDING with one outbox row, a
+    fresh budget of `max_attempts`, and a history row that links the cycles. The relay clears
+    the job's Redis cancel key when it publishes the new cycle's first attempt."""
+    if not jobs:
+        return
+    # Written from the rows as they were, before the UPDATE below moves them on.
+    history = [
+        history_row(
+            job_id=job.id,
+            tenant_id=job.tenant_id,
+            attempt=job.attempts,
+            cycle=job.cycle + 1,
+            action=action,
+            at=now,
+            detail=f"cycle {job.cycle + 1} after {job.status.value}; "
+            f"up to {job.max_attempts} more attempts",
+        )
+        for job in jobs
+    ]
+    await repository.start_cycles([job.id for job in jobs], now)
+    await repository.replace_outbox(
+        [{"id": job.id, "tenant_id": job.tenant_id} for job in jobs], now
+    )
+    await repository.insert_events(history)

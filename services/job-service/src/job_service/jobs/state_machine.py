@@ -11,8 +11,10 @@ The rules:
   so a late event for that attempt is stale too;
 - within an attempt a job only moves forward by `STATUS_RANK`, so duplicates and out-of-order
   deliveries (succeeded before started) change nothing;
-- `started` -> RUNNING; `succeeded` -> SUCCEEDED; `failed` -> RETRYING with a backoff when the
-  error is retryable and attempts remain, else FAILED; `received` and `skipped` change no state.
+- `started` -> RUNNING; `succeeded` -> SUCCEEDED; `failed` -> RETRYING with `next_attempt_at`
+  when the job's retry policy (`retry_policy.py`) allows another attempt, else FAILED (a dead
+  letter); `received` and `skipped` (a fenced redelivery) change no state. A `failed` event
+  with `WorkerLost` (from the reconciler) or `TimeLimitExceeded` is an ordinary attempt failure.
 """
 
 from __future__ import annotations
@@ -23,25 +25,10 @@ from datetime import datetime, timedelta
 
 from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_common.statuses import STATUS_RANK, JobStatus
+from job_service.jobs.retry_policy import RetryPolicy
 
 # Statuses in which the job's `attempts` counts an attempt that is over (or none yet).
 _BETWEEN_ATTEMPTS = frozenset({JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.WAITING})
-
-
-@dataclass(frozen=True, slots=True)
-class BackoffPolicy:
-    """Exponential backoff with "equal jitter": half the delay is fixed, half random, so retries
-    of jobs that failed together spread out without ever retrying immediately."""
-
-    base_seconds: float = 2.0
-    cap_seconds: float = 600.0
-
-    def delay(self, attempt: int, jitter: float) -> timedelta:
-        """`attempt` is the attempt that failed (1-based); `jitter` is uniform in [0, 1)."""
-        exponent = min(max(attempt - 1, 0), 62)
-        ceiling = min(self.cap_seconds, self.base_seconds * (2.0**exponent))
-        jitter = min(max(jitter, 0.0), 1.0)
-        return timedelta(seconds=ceiling / 2 + ceiling / 2 * jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +37,8 @@ class JobState:
 
     status: JobStatus
     attempts: int
-    max_attempts: int
+    policy: RetryPolicy
+    prior_attempts: int = 0  # attempts of earlier cycles (retries, replays)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     next_attempt_at: datetime | None = None
@@ -59,11 +47,12 @@ class JobState:
     traceback: str | None = None
 
 
-def apply_event(
-    state: JobState, event: LifecycleEvent, *, backoff: BackoffPolicy, jitter: float
-) -> JobState | None:
-    """The job's new state after `event`, or None when the event changes nothing."""
-    if state.status.is_final:
+def apply_event(state: JobState, event: LifecycleEvent, *, jitter: float) -> JobState | None:
+    """The job's new state after `event`, or None when the event changes nothing. `jitter` is
+    uniform in [0, 1) and spreads the retry delay (see `RetryPolicy.delay`)."""
+    if state.status.is_final or event.type == EventType.SKIPPED:
+        # A skip is a redelivery the worker's fence refused: it says nothing about the job,
+        # not even that a newer attempt exists.
         return None
     if event.attempt < state.attempts:
         return None
@@ -77,7 +66,7 @@ def apply_event(
     else:
         advanced = False
 
-    target = _target(state, event, backoff=backoff, jitter=jitter)
+    target = _target(state, event, jitter=jitter)
     if target is None:
         return state if advanced else None
     if STATUS_RANK[target.status] <= STATUS_RANK[state.status]:
@@ -85,9 +74,7 @@ def apply_event(
     return target
 
 
-def _target(
-    state: JobState, event: LifecycleEvent, *, backoff: BackoffPolicy, jitter: float
-) -> JobState | None:
+def _target(state: JobState, event: LifecycleEvent, *, jitter: float) -> JobState | None:
     match event.type:
         case EventType.STARTED:
             return dataclasses.replace(state, status=JobStatus.RUNNING, started_at=event.at)
@@ -103,22 +90,27 @@ def _target(
                 traceback=None,
             )
         case EventType.FAILED:
-            return _failed(state, event, backoff=backoff, jitter=jitter)
+            return _failed(state, event, jitter=jitter)
         case EventType.RECEIVED | EventType.SKIPPED:
             return None
     return None  # an event type this version doesn't know: change nothing
 
 
-def _failed(
-    state: JobState, event: LifecycleEvent, *, backoff: BackoffPolicy, jitter: float
-) -> JobState:
+def _failed(state: JobState, event: LifecycleEvent, *, jitter: float) -> JobState:
     error_type = event.error_type or "Error"
     error_message = event.error_message or ""
-    if event.retryable is not False and state.attempts < state.max_attempts:
+    due = state.policy.next_attempt_at(
+        attempt_in_cycle=state.attempts - state.prior_attempts,
+        failed_at=event.at,
+        error_type=event.error_type,
+        retryable=event.retryable,
+        rand=jitter,
+    )
+    if due is not None:
         return dataclasses.replace(
             state,
             status=JobStatus.RETRYING,
-            next_attempt_at=event.at + backoff.delay(event.attempt, jitter),
+            next_attempt_at=due,
             error_type=error_type,
             error_message=error_message,
             traceback=event.traceback,

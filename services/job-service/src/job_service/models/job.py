@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Enum, Float, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conveyor_common import limits
@@ -44,9 +44,19 @@ class Job(Base):
     args: Mapped[dict[str, Any]] = mapped_column(JSONType)
     status: Mapped[JobStatus] = mapped_column(STATUS_TYPE)
     # The current (latest published) attempt; 0 until the relay first publishes the job.
+    # Attempt numbers keep counting across cycles, so each one names one attempt, ever.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts allowed per cycle: a cycle ends FAILED after `prior_attempts + max_attempts`.
     max_attempts: Mapped[int] = mapped_column(Integer)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
+    # The retry policy, fixed at submit from the task's defaults and the job's overrides (see
+    # jobs/retry_policy.py). Server defaults only fill rows that predate these columns.
+    retry_backoff_seconds: Mapped[float] = mapped_column(Float, server_default="2")
+    retry_backoff_max_seconds: Mapped[float] = mapped_column(Float, server_default="300")
+    retry_jitter: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    # 1, plus one per retry or dead-letter replay; `prior_attempts` is where the cycle began.
+    cycle: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    prior_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     tags: Mapped[list[str]] = mapped_column(JSONType)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONType)
     idempotency_key: Mapped[str | None] = mapped_column(String(limits.MAX_IDEMPOTENCY_KEY_LENGTH))
@@ -62,3 +72,5 @@ class Job(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None]
+    # Set when a dead letter (a FAILED job) is purged: it leaves the dead letters, the row stays.
+    dead_letter_purged_at: Mapped[datetime | None]

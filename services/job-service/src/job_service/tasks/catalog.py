@@ -1,8 +1,10 @@
 """The task catalog workers advertise in Redis (`RedisKeys.catalog`: name -> TaskDescriptor
 JSON), read through a short in-memory cache.
 
-When Redis can't be read the last catalog seen is used: submissions keep working while Redis is
-down (the outbox publishes them when it's back); only a service that never saw a catalog
+When Redis can't be read, or answers with an empty catalog (restarted without its data, before
+the workers advertised again), the last catalog seen is used: submissions keep working while
+Redis is down or empty (the outbox publishes them when it's back). A background refresher keeps
+the cache warm from start-up, so only a service that has never reached Redis since it started
 answers 503."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis.exceptions import RedisError
 
 from conveyor_common.catalog import TaskCatalog, TaskDescriptor
 from conveyor_common.problems import ServiceUnavailable
+from job_service.background import BackgroundLoop
 from job_service.tasks.validation import compile_schema
 
 log = structlog.get_logger("job_service.catalog")
@@ -43,6 +46,11 @@ class CatalogCache:
         self._validators: dict[str, tuple[str, Draft202012Validator]] = {}
         self._lock = asyncio.Lock()
 
+    @property
+    def cached_tasks(self) -> frozenset[str]:
+        """The task names held right now, without asking Redis."""
+        return frozenset(self._entries or ())
+
     async def entries(self) -> dict[str, CatalogEntry]:
         if self._entries is not None and time.monotonic() - self._loaded_at < self._ttl:
             return self._entries
@@ -58,7 +66,14 @@ class CatalogCache:
                 # Serve the last catalog, and don't ask a down Redis on every request.
                 self._loaded_at = time.monotonic()
                 return self._entries
-            self._entries = self._parse(raw)
+            entries = self._parse(raw)
+            if not entries and self._entries:
+                # An empty catalog right after we saw a full one is a Redis that restarted
+                # without its data, before the workers advertised again: submissions keep
+                # being validated against what they advertised last.
+                log.warning("catalog.empty_kept_last", tasks=len(self._entries))
+            else:
+                self._entries = entries
             self._loaded_at = time.monotonic()
             return self._entries
 
@@ -88,3 +103,25 @@ class CatalogCache:
         validator = compile_schema(descriptor.input_schema)
         self._validators[descriptor.name] = (fingerprint, validator)
         return validator
+
+
+class CatalogRefresher(BackgroundLoop):
+    """Reads the catalog at start-up and every `interval_seconds` after, so the cache holds a
+    catalog before the first submission needs one (and still holds it if Redis goes away)."""
+
+    name = "catalog-refresher"
+
+    def __init__(self, catalog: CatalogCache, *, interval_seconds: float = 1.5) -> None:
+        super().__init__()
+        self._catalog = catalog
+        self._interval = interval_seconds
+
+    async def run(self) -> None:
+        while not self.stopping:
+            try:
+                await self._catalog.entries()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # ServiceUnavailable until Redis first answers
+                log.debug("catalog.warm_up_failed", error=type(exc).__name__)
+            await self.sleep(self._interval)

@@ -7,6 +7,8 @@
 #   make all             lint + typecheck + test
 #   make check-isolated  each service synced alone from the lockfile and imported (no phantom deps)
 #   make lock            update uv.lock after changing a pyproject.toml
+#   make bench           Conveyor against bare Celery: table on stdout, JSON in bench/results/
+#                        (BENCH_ARGS=--quick for the short run; see docs/performance.md)
 #   make clean           caches and build leftovers (keeps .venv and the dev data in .conveyor/)
 
 SHELL := /bin/bash
@@ -22,16 +24,17 @@ UV = $(or $(shell command -v uv 2>/dev/null),$(wildcard $(HOME)/.local/bin/uv),p
 SRC_DIRS = $(wildcard libs/*/src services/*/src bench/src)
 TEST_DIRS = $(wildcard libs/*/tests services/*/tests bench/tests deploy/tests tests)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # Member name and import name of everything `check-isolated` installs on its own.
 ISOLATED ?= api-gateway:api_gateway job-service:job_service result-service:result_service \
 	conveyor-worker:conveyor_worker conveyor-common:conveyor_common \
 	conveyor-client:conveyor_client conveyor-devstack:conveyor_devstack \
-	conveyor-testing:conveyor_testing
+	conveyor-testing:conveyor_testing conveyor-bench:conveyor_bench
 
-.PHONY: help ensure-uv sync dev test lint typecheck all check-isolated lock clean
+.PHONY: help ensure-uv sync dev test bench lint typecheck all check-isolated lock clean
 
 help:
-	@sed -n '2,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,13s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 ensure-uv:
 	@if ! command -v uv >/dev/null 2>&1 && [ ! -x "$(HOME)/.local/bin/uv" ] \
@@ -51,6 +54,11 @@ dev: sync
 # One pytest process per member (see .ci/run_tests.py), then one summary line for all.
 test: sync
 	$(UV) run --locked python .ci/run_tests.py $(TEST_DIRS) -- $(PYTEST_ARGS)
+
+# Takes the machine's cores for minutes: run it alone. PostgreSQL and Redis as for the tests
+# (BENCH_DATABASE_URL/TEST_DATABASE_URL, BENCH_REDIS_URL), else servers of its own.
+bench: sync
+	$(UV) run --locked python -m conveyor_bench --out bench/results $(BENCH_ARGS)
 
 lint: sync
 	$(UV) run --locked ruff check .

@@ -1,0 +1,3 @@
+from conveyor_bench.cli import main
+
+raise SystemExit(main())

@@ -18,6 +18,7 @@ import pytest
 from deploy_support import OVERLAYS, SchemaNotFound, k8s_validate, of_kind, render_overlay
 
 from conveyor_common.celery_app import celery_config
+from conveyor_common.messages import kombu_priority, queue_key
 from conveyor_common.redis_keys import RedisKeys
 
 # The oldest Kubernetes minor this project supports and the newest the validator knows.
@@ -619,7 +620,7 @@ def test_workers_scale_on_backlog_with_keda(objects: list[dict[str, Any]]) -> No
 
     redis = triggers["redis"]["metadata"]
     keys = RedisKeys(config_value(objects, "CONVEYOR_REDIS_NAMESPACE"))
-    assert redis["listName"] == keys.queue("default")
+    assert redis["listName"] == keys.queue(queue_key("default", kombu_priority(0)))
     # KEDA runs in its own namespace: the address must name this one.
     assert redis["address"] == f"conveyor-redis-master.{namespace}.svc.cluster.local:6379"
     auth_name = triggers["redis"]["authenticationRef"]["name"]

@@ -1,5 +1,6 @@
-"""A small base for job-service's background loops (relay, event reader, promoter): stop on
-request, sleep in a way a stop interrupts, back off on errors with a bound."""
+"""A small base for job-service's background loops (relay, event reader, promoter, reconciler,
+gauges, catalog refresher): stop on request (after the current round), sleep in a way a stop
+interrupts, back off on errors with a bound."""
 
 from __future__ import annotations
 

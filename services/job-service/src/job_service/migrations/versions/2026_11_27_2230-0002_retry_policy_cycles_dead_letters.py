@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-01 09:00:00+00:00
+Create Date: 2026-11-27 22:30:00+00:00
 """
 
 from __future__ import annotations

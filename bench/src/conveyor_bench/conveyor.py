@@ -136,6 +136,9 @@ class Meter:
             "pg_round_trips_per_job": round(sum(pg_trips.values()) / n, 4),
             "pg_statements_per_job": None if pg.statements is None else round(pg.statements / n, 4),
             "pg_transactions_per_job": round(pg.transactions / n, 4),
+            # Connections opened meanwhile: a pool that opens and closes connections under load
+            # (overflow) pays a connect each time, and its round trips escape the count above.
+            "pg_connections_opened": pg.sessions,
             "pg_rows_per_job": {
                 "inserted": round(pg.rows_inserted / n, 3),
                 "updated": round(pg.rows_updated / n, 3),
@@ -196,7 +199,8 @@ class Observer:
         found: dict[str, dict[str, Any]] = {}
         for offset in range(0, len(job_ids), 5000):
             rows = await self.probe.fetch(
-                "SELECT id::text AS id, status, started_at, finished_at, updated_at "
+                "SELECT id::text AS id, status, created_at, queued_at, started_at, finished_at, "
+                "updated_at "
                 "FROM jobs WHERE id = ANY($1::uuid[])",
                 job_ids[offset : offset + 5000],
             )

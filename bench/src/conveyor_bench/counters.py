@@ -20,8 +20,9 @@ SELECT query, calls, rows FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND query NOT LIKE '%conveyor-bench%'"""
 _DATABASE = f"""{BENCH_MARKER}
-SELECT xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted, tup_fetched
-FROM pg_stat_database WHERE datname = current_database()"""
+SELECT * FROM pg_stat_database WHERE datname = current_database()"""
+_DATABASE_FIELDS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted",
+                    "sessions")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class PgProbe:
         database_row = await self.conn.fetchrow(_DATABASE)
         # The two reads above are two transactions of our own.
         self.queries += 2
-        database = {k: int(v or 0) for k, v in dict(database_row or {}).items()}
+        row = dict(database_row or {})
+        # `sessions` exists from PostgreSQL 14 on.
+        database = {k: int(row[k] or 0) for k in _DATABASE_FIELDS if k in row}
         return PgCounters(statements, database, self.queries)
 
     async def server_version(self) -> str:
@@ -87,6 +90,7 @@ class PgDelta:
     rows_inserted: int
     rows_updated: int
     rows_deleted: int
+    sessions: int | None  # connections opened (PostgreSQL >= 14), the bench's none
     top_statements: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -119,6 +123,11 @@ def pg_delta(before: PgCounters, after: PgCounters) -> PgDelta:
         - before.database.get("tup_inserted", 0),
         rows_updated=after.database.get("tup_updated", 0) - before.database.get("tup_updated", 0),
         rows_deleted=after.database.get("tup_deleted", 0) - before.database.get("tup_deleted", 0),
+        sessions=(
+            after.database["sessions"] - before.database["sessions"]
+            if "sessions" in after.database and "sessions" in before.database
+            else None
+        ),
         top_statements=top,
     )
 

@@ -43,15 +43,18 @@ def tree_usage(pid: int) -> Usage:
     return Usage(cpu, rss)
 
 
-def per_process_rss(pid: int) -> dict[str, int]:
-    """RSS of each process of the tree, keyed `<pid>:<name>` (a pool child apart from its
-    parent: a leak in one of them is hidden in a sum)."""
-    found: dict[str, int] = {}
+def per_process_memory(pid: int) -> dict[str, dict[str, int]]:
+    """RSS and USS of each process of the tree, keyed `<pid>:<name>` (a pool child apart from
+    its parent: a leak in one of them is hidden in a sum). USS, the memory only that process
+    holds, is what a leak grows; RSS also counts shared pages as they are touched (a PostgreSQL
+    backend's RSS climbs towards `shared_buffers` without leaking anything)."""
+    found: dict[str, dict[str, int]] = {}
     for member in tree_pids(pid):
         try:
             proc = psutil.Process(member)
-            found[f"{member}:{proc.name()}"] = proc.memory_info().rss
-        except psutil.NoSuchProcess:
+            info = proc.memory_full_info()
+            found[f"{member}:{proc.name()}"] = {"rss": info.rss, "uss": info.uss}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 PROFILED = ("api-gateway", "job-service", "worker-1", "bare-celery-worker")
-SCENARIOS = ("yardstick", "batch-drain", "single-submit", "steady", "soak")
+SCENARIOS = ("yardstick", "batch-drain", "single-submit", "steady", "steady-sustainable", "soak")
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,16 @@ def run(
     return results
 
 
+def sustainable_rate(target: float, single_submit: dict[str, Any], steady: dict[str, Any]) -> float:
+    """`target` if the steady run kept up with it, else 60% of the single-submit throughput."""
+    kept_up = steady.get("stopped_overloaded_at") is None and (
+        (steady.get("submit_to_started", {}).get("p99_ms") or 0) < 1_000
+    )
+    if kept_up:
+        return target
+    return float(min(target, max(5, round(single_submit["accepted_per_second"] * 0.6))))
+
+
 def _redis_version(url: str) -> str | None:
     client = redis.Redis.from_url(url)
     try:
@@ -174,12 +184,27 @@ async def _conveyor(
                 poll_interval=settings.visibility_poll_interval,
             ),
         )
+        # A rate this deployment can carry, from its single-submit throughput: where the target
+        # rate is beyond it, the latencies above are a queue's, so they are measured again at
+        # this rate, and the soak runs at it (a soak that only fills a backlog finds no leaks).
+        carried = sustainable_rate(settings.steady_rate, out["single_submit"], out["steady"])
+        if carried < settings.steady_rate:
+            out["steady_sustainable"] = await step(
+                "steady-sustainable",
+                scenarios.steady(
+                    ctx,
+                    per_second=carried,
+                    seconds=settings.steady_seconds,
+                    sample_every=max(1, round(settings.visibility_sample_every * carried / 200)),
+                    poll_interval=settings.visibility_poll_interval,
+                ),
+            )
         if settings.soak_seconds > 0:
             out["soak"] = await step(
                 "soak",
                 scenarios.soak(
                     ctx,
-                    per_second=settings.steady_rate,
+                    per_second=carried,
                     seconds=settings.soak_seconds,
                     warmup=settings.soak_warmup_seconds,
                     sample_interval=settings.soak_sample_seconds,

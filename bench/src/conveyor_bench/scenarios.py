@@ -19,7 +19,7 @@ from conveyor_bench.loadgen import (
     open_loop,
     submit_batches,
 )
-from conveyor_bench.processes import per_process_rss
+from conveyor_bench.processes import per_process_memory
 from conveyor_bench.stats import latency_summary, rate
 
 
@@ -118,6 +118,9 @@ def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
 def _latencies(
     jobs: list[SubmittedJob], times: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, float | int | None]]:
+    created: list[float] = []
+    queued: list[float] = []
+    picked: list[float] = []
     started: list[float] = []
     finished: list[float] = []
     recorded: list[float] = []
@@ -130,6 +133,9 @@ def _latencies(
         if row is None:
             continue
         for bucket, value in (
+            (created, _seconds(row["created_at"], job.submitted_at)),
+            (queued, _seconds(row["queued_at"], row["created_at"])),
+            (picked, _seconds(row["started_at"], row["queued_at"])),
             (started, _seconds(row["started_at"], job.submitted_at)),
             (finished, _seconds(row["finished_at"], job.submitted_at)),
             (recorded, _seconds(row["updated_at"], row["finished_at"])),
@@ -144,6 +150,11 @@ def _latencies(
     return {
         "submit_answered": latency_summary(answered),
         "submit_to_started": latency_summary(started),
+        # submit→started in three legs: the request until the row's insert time, the outbox
+        # relay (insert → QUEUED), and Redis + the worker (QUEUED → started).
+        "submit_to_created": latency_summary(created),
+        "created_to_queued": latency_summary(queued),
+        "queued_to_started": latency_summary(picked),
         "submit_to_finished": latency_summary(finished),
         "finished_to_recorded": latency_summary(recorded),
         "submit_to_visible": latency_summary(visible),
@@ -198,11 +209,11 @@ async def soak(
 
     async def sample() -> None:
         unfinished = await ctx.observer.unfinished()
-        rss = {name: per_process_rss(pid) for name, pid in ctx.meter.pids().items()}
+        memory = {name: per_process_memory(pid) for name, pid in ctx.meter.pids().items()}
         samples.append(
             {
                 "t": round(time.monotonic() - start, 1),
-                "rss_bytes": rss,
+                "memory_bytes": memory,
                 "stream_length": await ctx.observer.stream_length(),
                 "queue_length": await ctx.observer.queue_length(),
                 "outbox_rows": await ctx.observer.outbox_size(),
@@ -250,21 +261,24 @@ async def soak(
 
 
 def memory_growth(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
-    """RSS of each process at the first sample after warm-up and at the last, and the growth."""
-    warm = next((s for s in samples if s["t"] >= warmup), samples[0] if samples else None)
-    if warm is None or not samples:
+    """Memory of each process at the first sample after warm-up and at the last; the growth is
+    of USS (private memory), RSS is shown beside it."""
+    warm = next((s for s in samples if s["t"] >= warmup), None)
+    if warm is None or not samples or warm is samples[-1]:
         return {}
     end = samples[-1]
     result: dict[str, Any] = {}
-    for name, processes in end["rss_bytes"].items():
-        for key, rss in processes.items():
-            start_rss = warm["rss_bytes"].get(name, {}).get(key)
-            if not start_rss:
+    for name, processes in end["memory_bytes"].items():
+        for key, memory in processes.items():
+            start = warm["memory_bytes"].get(name, {}).get(key)
+            if not start or not start["uss"]:
                 continue
             result[f"{name} {key}"] = {
-                "warm_bytes": start_rss,
-                "end_bytes": rss,
-                "growth_percent": round((rss - start_rss) * 100 / start_rss, 2),
+                "warm_uss_bytes": start["uss"],
+                "end_uss_bytes": memory["uss"],
+                "warm_rss_bytes": start["rss"],
+                "end_rss_bytes": memory["rss"],
+                "growth_percent": round((memory["uss"] - start["uss"]) * 100 / start["uss"], 2),
             }
     return result
 

@@ -31,7 +31,8 @@ def _ensure_os_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(PG_USER)
     except KeyError:
-        subprocess.run(["useradd", "-M", "-s", "/bin/sh", PG_USER], check=True, capture_output=True)
+        # Another test process may be creating the same user right now: its success is ours.
+        subprocess.run(["useradd", "-M", "-s", "/bin/sh", PG_USER], check=False, capture_output=True)
         return pwd.getpwnam(PG_USER)
 
 

@@ -18,6 +18,7 @@ from conveyor_common.celery_app import celery_config
 COMPOSE_FILE = REPO / "docker-compose.yml"
 SECRETS = (
     "POSTGRES_PASSWORD",
+    "POSTGRES_APP_PASSWORD",
     "REDIS_PASSWORD",
     "CONVEYOR_INTERNAL_TOKEN",
     "GRAFANA_ADMIN_PASSWORD",
@@ -264,11 +265,27 @@ def test_compose_resolves_when_every_secret_is_set(tmp_path: Path) -> None:
         == "service_completed_successfully"
     )
     env = resolved["services"]["job-service"]["environment"]
-    assert (
-        env["CONVEYOR_DATABASE_URL"]
-        == "postgresql+asyncpg://conveyor:postgres_password-value@postgres:5432/conveyor"
+    # job-service as the least-privilege role; only the migration as the owner, granting to it.
+    assert env["CONVEYOR_DATABASE_URL"] == (
+        "postgresql+asyncpg://conveyor_job_service:postgres_app_password-value@postgres:5432/"
+        "conveyor"
     )
+    assert "CONVEYOR_DATABASE_MIGRATION_URL" not in env
     assert env["CONVEYOR_INTERNAL_TOKEN"] == "conveyor_internal_token-value"
+    migrate = resolved["services"]["migrate"]["environment"]
+    assert migrate["CONVEYOR_DATABASE_MIGRATION_URL"] == (
+        "postgresql+asyncpg://conveyor:postgres_password-value@postgres:5432/conveyor"
+    )
+    assert migrate["CONVEYOR_DATABASE_APP_ROLE"] == "conveyor_job_service"
+    assert "CONVEYOR_DATABASE_URL" not in migrate
+    postgres = resolved["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_APP_PASSWORD"] == "postgres_app_password-value"
+    # docker-compose v1 renders volumes in the short form, v2 as mappings.
+    mounts = [v.split(":")[:2] if isinstance(v, str) else [v["source"], v["target"]]
+              for v in postgres["volumes"]]  # fmt: skip
+    assert [REPO / "deploy" / "postgres" / "initdb", "/docker-entrypoint-initdb.d"] in [
+        [Path(source), target] for source, target in mounts
+    ]
 
 
 @pytest.mark.parametrize("missing", SECRETS)

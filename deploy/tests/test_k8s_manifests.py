@@ -26,6 +26,7 @@ K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 HTTP_SERVICES = {"api-gateway": 8000, "job-service": 8001, "result-service": 8002}
 APP_DEPLOYMENTS = {*HTTP_SERVICES, "worker"}
 WORKLOAD_KINDS = ("Deployment", "Job")
+DATABASE_URLS = {"CONVEYOR_DATABASE_URL", "CONVEYOR_DATABASE_MIGRATION_URL"}
 SECRETISH = re.compile(r"PASSWORD|TOKEN|SECRET|BASIC_AUTH|API_KEY|CREDENTIAL", re.IGNORECASE)
 
 _QUANTITY = {"type": ["string", "integer"]}
@@ -160,6 +161,33 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
                             "initdb": {
                                 "type": "object",
                                 "required": ["database", "owner"],
+                            }
+                        },
+                    },
+                    "managed": {
+                        "type": "object",
+                        "properties": {
+                            "roles": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name"],
+                                    "properties": {
+                                        "name": {"type": "string"},
+                                        "ensure": {"enum": ["present", "absent"]},
+                                        "login": {"type": "boolean"},
+                                        "superuser": {"type": "boolean"},
+                                        "createdb": {"type": "boolean"},
+                                        "createrole": {"type": "boolean"},
+                                        "inherit": {"type": "boolean"},
+                                        "passwordSecret": {
+                                            "type": "object",
+                                            "required": ["name"],
+                                            "additionalProperties": False,
+                                            "properties": {"name": {"type": "string"}},
+                                        },
+                                    },
+                                },
                             }
                         },
                     },
@@ -561,11 +589,15 @@ def test_services_get_the_settings_they_need(objects: list[dict[str, Any]]) -> N
         assert "CONVEYOR_INTERNAL_TOKEN" in env_map(main_container(objects, name))
     assert "CONVEYOR_INTERNAL_TOKEN" not in env_map(main_container(objects, "worker"))
     db_users = {
-        ident.split("/")[1]
+        ident.split("/")[1]: sorted(set(env_map(c)) & DATABASE_URLS)
         for ident, c, _ in containers(objects)
-        if "CONVEYOR_DATABASE_URL" in env_map(c)
+        if set(env_map(c)) & DATABASE_URLS
     }
-    assert db_users == {"job-service", "conveyor-migrate"}
+    # job-service serves as the least-privilege role; only the migration connects as the owner.
+    assert db_users == {
+        "job-service": ["CONVEYOR_DATABASE_URL"],
+        "conveyor-migrate": ["CONVEYOR_DATABASE_MIGRATION_URL"],
+    }
     assert config_value(objects, "CONVEYOR_ENVIRONMENT") == "production"
     assert config_value(objects, "CONVEYOR_HOST") == "0.0.0.0"
 
@@ -578,14 +610,26 @@ def test_clients_point_at_the_operator_managed_servers(objects: list[dict[str, A
     redis_name = replication["metadata"]["name"]
     assert sentinel["spec"]["redisSentinelConfig"]["redisReplicationName"] == redis_name
     database = cluster["spec"]["bootstrap"]["initdb"]["database"]
+    roles = {role["name"]: role for role in cluster["spec"]["managed"]["roles"]}
+    (migrate,) = [c for ident, c, _ in containers(objects) if ident.startswith("Job/")]
+    app_role = roles[env_map(migrate)["CONVEYOR_DATABASE_APP_ROLE"]["value"]]
+    assert app_role["login"] is True
+    assert not any(app_role.get(flag) for flag in ("superuser", "createdb", "createrole"))
+    # The migration connects as the owner (CloudNativePG's generated secret), job-service as
+    # the role the migration grants to (its own Secret).
+    expected_secret = {
+        "CONVEYOR_DATABASE_MIGRATION_URL": f"{cluster_name}-app",
+        "CONVEYOR_DATABASE_URL": app_role["passwordSecret"]["name"],
+    }
     for ident, c, _ in containers(objects):
         env = env_map(c)
-        if "CONVEYOR_DATABASE_URL" in env:
-            url = env["CONVEYOR_DATABASE_URL"]["value"]
+        for name in DATABASE_URLS & set(env):
+            url = env[name]["value"]
             assert url.startswith("postgresql+asyncpg://"), ident
             assert f"@{cluster_name}-rw:5432/{database}" in url, ident
-            # CloudNativePG's generated secret for the database owner.
-            assert env["DB_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{cluster_name}-app"
+            for part in ("DB_USER", "DB_PASSWORD"):
+                secret = env[part]["valueFrom"]["secretKeyRef"]["name"]
+                assert secret == expected_secret[name], (ident, part)
         if "CONVEYOR_REDIS_URL" in env:
             assert f"@{redis_name}-master:6379/" in env["CONVEYOR_REDIS_URL"]["value"], ident
 

@@ -240,7 +240,7 @@ def test_every_client_reaches_its_servers(
         }
         if "CONVEYOR_REDIS_URL" in env:
             assert can_reach(policies, pods[name], pods["redis"], 6379), name
-        if "CONVEYOR_DATABASE_URL" in env:
+        if env & {"CONVEYOR_DATABASE_URL", "CONVEYOR_DATABASE_MIGRATION_URL"}:
             assert can_reach(policies, pods[name], pods["postgres"], 5432), name
     assert can_reach(policies, pods["api-gateway"], pods["job-service"], 8001)
     assert can_reach(policies, pods["api-gateway"], pods["result-service"], 8002)

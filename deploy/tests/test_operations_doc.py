@@ -21,7 +21,7 @@ def referenced_secrets(objects: list[dict[str, Any]]) -> set[str]:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            for key in ("secretKeyRef", "secretRef"):
+            for key in ("secretKeyRef", "secretRef", "passwordSecret"):
                 if key in node and "name" in node[key]:
                     names.add(node[key]["name"])
             if "secretName" in node:

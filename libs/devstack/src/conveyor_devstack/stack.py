@@ -31,6 +31,9 @@ JOB_SERVICE = "job-service"
 RESULT_SERVICE = "result-service"
 GATEWAY = "api-gateway"
 WORKER_PREFIX = "worker-"
+# Keys of `StackConfig.service_env`: "worker" stands for every worker.
+WORKER = "worker"
+SERVICES = frozenset({JOB_SERVICE, RESULT_SERVICE, GATEWAY, WORKER})
 
 
 class StackError(RuntimeError):
@@ -61,10 +64,18 @@ class StackConfig:
     # one-shot commands: tests of the supervision itself run small dummy programs.
     commands: Mapping[str, Sequence[str]] = field(default_factory=dict)
     job_service_cli: Sequence[str] = ()
+    # Least-privilege set-ups: `migrate` connects as `migration_database_url` (else
+    # `database_url`) and grants `database_app_role` what job-service needs; `service_env` adds
+    # settings for one kind of process (a key of SERVICES), e.g. each one's Redis ACL user.
+    migration_database_url: str | None = None
+    database_app_role: str | None = None
+    service_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
+        if unknown := set(self.service_env) - SERVICES:
+            raise ValueError(f"service_env: no service {sorted(unknown)}; use {sorted(SERVICES)}")
         if not self.worker_health_ports:
             self.worker_health_ports = [8003 + i for i in range(self.workers)]
         if len(self.worker_health_ports) != self.workers:
@@ -98,7 +109,12 @@ class Stack:
             self.processes[name] = Child(
                 name,
                 list(config.commands.get(name) or [config.python, "-m", *module_args]),
-                env=self._env(port=port, extra=extra, database=name == JOB_SERVICE),
+                env=self._env(
+                    port=port,
+                    extra=extra,
+                    database=name == JOB_SERVICE,
+                    service=WORKER if name.startswith(WORKER_PREFIX) else name,
+                ),
                 output=output,
                 cwd=config.cwd,
             )
@@ -161,7 +177,7 @@ class Stack:
 
     def _env(
         self, *, port: int | None = None, extra: Mapping[str, str] | None = None,
-        database: bool = False,
+        database: bool = False, service: str | None = None,
     ) -> dict[str, str]:  # fmt: skip
         cfg = self.config
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
@@ -182,7 +198,16 @@ class Stack:
             env["CONVEYOR_DATABASE_URL"] = cfg.database_url
         if port is not None:
             env["CONVEYOR_PORT"] = str(port)
+        env.update(cfg.service_env.get(service or "", {}))
         env.update(extra or {})
+        return env
+
+    def _migration_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        if self.config.migration_database_url:
+            env["CONVEYOR_DATABASE_MIGRATION_URL"] = self.config.migration_database_url
+        if self.config.database_app_role:
+            env["CONVEYOR_DATABASE_APP_ROLE"] = self.config.database_app_role
         return env
 
     # -- one-shot commands ------------------------------------------------------------------
@@ -194,9 +219,12 @@ class Stack:
         stderr, pump = self.output.open_for(name)
         try:
             cli = list(self.config.job_service_cli) or [self.config.python, "-m", "job_service"]
+            env = self._env(database=True, service=JOB_SERVICE)
+            if args[:1] == ("migrate",):
+                env.update(self._migration_env())
             completed = subprocess.run(
                 [*cli, *args],
-                env=self._env(database=True),
+                env=env,
                 cwd=self.config.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,

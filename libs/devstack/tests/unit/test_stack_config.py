@@ -1,5 +1,7 @@
 """The settings each process of a stack is started with (docs/architecture.md)."""
 
+import sys
+
 import pytest
 
 from conveyor_devstack.output import LogFiles
@@ -78,3 +80,38 @@ def test_one_health_port_per_worker():
 def test_unknown_process_name(tmp_path):
     with pytest.raises(KeyError, match="worker-1"):
         _stack(tmp_path).process("worker-9")
+
+
+def test_service_env_reaches_the_processes_of_that_service(tmp_path):
+    stack = _stack(
+        tmp_path,
+        workers=2,
+        service_env={
+            "worker": {"CONVEYOR_REDIS_USERNAME": "conveyor-worker"},
+            "api-gateway": {"CONVEYOR_REDIS_USERNAME": "conveyor-gateway"},
+        },
+    )
+    users = {n: c.env.get("CONVEYOR_REDIS_USERNAME") for n, c in stack.processes.items()}
+    assert users == {
+        "job-service": None, "result-service": None, "api-gateway": "conveyor-gateway",
+        "worker-1": "conveyor-worker", "worker-2": "conveyor-worker",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="flower"):
+        _stack(tmp_path, service_env={"flower": {}})
+
+
+def test_only_migrate_gets_the_migration_url_and_the_app_role(tmp_path):
+    show = (
+        "import os; print(os.environ.get('CONVEYOR_DATABASE_MIGRATION_URL'), "
+        "os.environ.get('CONVEYOR_DATABASE_APP_ROLE'))"
+    )
+    stack = _stack(
+        tmp_path,
+        migration_database_url="postgresql://owner@db/conveyor",
+        database_app_role="conveyor_app",
+        job_service_cli=[sys.executable, "-c", show],
+    )
+    assert stack.run_job_service_command("migrate").split() == [
+        "postgresql://owner@db/conveyor", "conveyor_app",
+    ]  # fmt: skip
+    assert stack.run_job_service_command("create-api-key").split() == ["None", "None"]

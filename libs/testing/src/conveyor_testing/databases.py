@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,10 +69,11 @@ def _quoted(name: str) -> str:
     return f'"{name}"'
 
 
-async def _execute(admin_url: str, statement: str) -> None:
+async def _execute(admin_url: str, *statements: str) -> None:
     conn = await asyncpg.connect(_plain(admin_url))
     try:
-        await conn.execute(statement)
+        for statement in statements:
+            await conn.execute(statement)
     finally:
         await conn.close()
 
@@ -86,3 +90,59 @@ def drop_database(admin_url: str, url: str) -> None:
     """Drops the database of `url`, closing any connection still open to it."""
     name = database_name(_plain(url))
     _run(_execute(admin_url, f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)"))
+
+
+def as_role(url: str, role: str, password: str) -> str:
+    """`url` (plain `postgresql://`) logging in as `role` instead."""
+    parts = urlsplit(_plain(url))
+    hostport = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{hostport}"))
+
+
+@dataclass(frozen=True)
+class LeastPrivilegeDatabase:
+    """A database owned by `migration`, and `app`, a role with nothing granted on it yet."""
+
+    database: str
+    migration: str
+    app: str
+    migration_url: str  # plain postgresql:// URLs with the roles' passwords
+    app_url: str
+
+
+@contextmanager
+def least_privilege_database(admin_url: str) -> Iterator[LeastPrivilegeDatabase]:
+    """The set-up docs/security.md has an operator make once, as a superuser: a migration role
+    owning a fresh database and its `public` schema (nobody else may create there), and an
+    application role. Roles are cluster-wide, so their names are unique per call; the database
+    and both roles are dropped on exit."""
+    suffix = uuid.uuid4().hex[:10]
+    migration, app = f"conveyor_migrate_{suffix}", f"conveyor_app_{suffix}"
+    passwords = {migration: secrets.token_hex(16), app: secrets.token_hex(16)}
+    url = fresh_database(admin_url, prefix="conveyor_lp_")
+    try:
+        _run(
+            _execute(
+                admin_url,
+                *(f"CREATE ROLE {_quoted(r)} LOGIN PASSWORD '{p}'" for r, p in passwords.items()),
+                f"ALTER DATABASE {_quoted(database_name(url))} OWNER TO {_quoted(migration)}",
+            )
+        )
+        _run(
+            _execute(
+                url,
+                f"ALTER SCHEMA public OWNER TO {_quoted(migration)}",
+                # PostgreSQL 15+ does this by default; older versions let everyone create there.
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            )
+        )
+        yield LeastPrivilegeDatabase(
+            database=database_name(url),
+            migration=migration,
+            app=app,
+            migration_url=as_role(url, migration, passwords[migration]),
+            app_url=as_role(url, app, passwords[app]),
+        )
+    finally:
+        drop_database(admin_url, url)
+        _run(_execute(admin_url, *(f"DROP ROLE IF EXISTS {_quoted(r)}" for r in (app, migration))))

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from conveyor_common.api_keys import (
+    DEFAULT_ROTATION_OVERLAP_SECONDS,
+    MAX_ROTATION_OVERLAP_SECONDS,
+)
 from conveyor_common.settings import (
     BaseServiceSettings,
     CelerySettings,
     PostgresSettings,
     RedisSettings,
 )
+from job_service.jobs.idempotency import (
+    DEFAULT_RETENTION_SECONDS,
+    MAX_RETENTION_SECONDS,
+    MIN_RETENTION_SECONDS,
+)
 from job_service.jobs.time_limits import TimeLimits
 
 SERVICE_NAME = "job-service"
 # Shown in pg_stat_activity and CLIENT LIST, so operators can tell our connections apart.
 CONNECTION_NAME = "conveyor-job-service"
+# Role names `migrate` grants to: plain identifiers only, so nothing odd ever reaches SQL (they
+# are quoted as identifiers as well).
+ROLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 class Settings(BaseServiceSettings, PostgresSettings, RedisSettings, CelerySettings):
@@ -41,6 +54,10 @@ class Settings(BaseServiceSettings, PostgresSettings, RedisSettings, CelerySetti
 
     events_batch_size: int = Field(default=500, ge=1, le=5_000)
     events_block_ms: int = Field(default=1_000, ge=1)
+    # After a read that did not fill a batch, wait this long for more events before applying
+    # (events.py `_linger_for_more`): fewer, larger transactions while workers report steadily,
+    # for this much more latency until a finished job shows SUCCEEDED. 0: apply at once.
+    events_linger_ms: int = Field(default=50, ge=0, le=1_000)
     events_claim_idle_ms: int = Field(default=30_000, ge=1)
     events_claim_interval_seconds: float = Field(default=10.0, gt=0)
     events_backoff_max_seconds: float = Field(default=5.0, gt=0)
@@ -60,8 +77,29 @@ class Settings(BaseServiceSettings, PostgresSettings, RedisSettings, CelerySetti
 
     catalog_cache_seconds: float = Field(default=1.5, ge=0)
 
+    # How long a rotated API key keeps working next to its replacement when the request names
+    # no overlap (`POST /v1/api-keys/{id}/rotate`, `rotate-api-key`).
+    api_key_rotation_overlap_seconds: int = Field(
+        default=DEFAULT_ROTATION_OVERLAP_SECONDS, ge=0, le=MAX_ROTATION_OVERLAP_SECONDS
+    )
+
+    # How long an Idempotency-Key answers the job it was first sent with (jobs/idempotency.py);
+    # after that the same key submits a new job. Checked by `_check_idempotency_retention`.
+    idempotency_retention_seconds: int = DEFAULT_RETENTION_SECONDS
+
     sqlite_busy_timeout_ms: int = 10_000
     shutdown_grace_seconds: float = 10.0
+
+    @field_validator("idempotency_retention_seconds")
+    @classmethod
+    def _check_idempotency_retention(cls, value: int) -> int:
+        # One message naming the variable and both bounds, rather than pydantic's ge/le wording.
+        if not MIN_RETENTION_SECONDS <= value <= MAX_RETENTION_SECONDS:
+            raise ValueError(
+                "CONVEYOR_IDEMPOTENCY_RETENTION_SECONDS must be from "
+                f"{MIN_RETENTION_SECONDS} (one minute) to {MAX_RETENTION_SECONDS} (30 days)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_timeouts(self) -> Self:
@@ -84,11 +122,40 @@ class Settings(BaseServiceSettings, PostgresSettings, RedisSettings, CelerySetti
 
 
 class MigrationSettings(PostgresSettings):
-    """What `migrate` needs: the database and logging, no service secrets."""
+    """What `migrate` needs: the database and logging, no service secrets.
+
+    `CONVEYOR_DATABASE_MIGRATION_URL` connects as the role that owns the schema; without it
+    `CONVEYOR_DATABASE_URL` is used (one role for everything: development, SQLite). With
+    `CONVEYOR_DATABASE_APP_ROLE` set, every run grants that role what job-service needs and no
+    more (grants.py)."""
 
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
     log_json: bool | None = None
+    database_migration_url: SecretStr | None = None
+    database_app_role: str | None = None
+
+    @field_validator("database_migration_url", "database_app_role", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # Templated manifests render an absent value as an empty string.
+        return None if value == "" else value
+
+    @field_validator("database_app_role")
+    @classmethod
+    def _check_role(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_NAME.fullmatch(value):
+            raise ValueError(
+                "CONVEYOR_DATABASE_APP_ROLE must be a PostgreSQL role name of letters, digits "
+                "and underscores, starting with a letter or underscore, at most 63 characters"
+            )
+        return value
+
+    @property
+    def migration_url(self) -> str:
+        """Secret: the URL migrations connect with."""
+        url = self.database_migration_url or self.database_url
+        return url.get_secret_value()
 
     @property
     def json_logs(self) -> bool:

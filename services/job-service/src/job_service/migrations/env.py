@@ -50,9 +50,9 @@ def run_migrations_online() -> None:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if not url:
         # Only the database settings: migrating needs no service secrets.
-        from conveyor_common.settings import PostgresSettings
+        from job_service.config import MigrationSettings
 
-        url = PostgresSettings().database_url.get_secret_value()
+        url = MigrationSettings().migration_url
     asyncio.run(_run_async(url))
 
 

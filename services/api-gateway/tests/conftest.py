@@ -5,13 +5,14 @@ a real uvicorn on a free port so connection refusals and timeouts are real."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -79,6 +80,8 @@ class DoubleState:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # id -> JobEventRead
     # id -> what a DeadLetterRead adds to the job (traceback, failed_at, history)
     dead_letters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # id -> a key made through /internal/v1/api-keys: its fields and the tenant and key itself
+    api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.calls.clear()
@@ -91,6 +94,7 @@ class DoubleState:
         self.internal_token = INTERNAL_TOKEN
         self.events.clear()
         self.dead_letters.clear()
+        self.api_keys.clear()
 
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
@@ -119,6 +123,41 @@ class DoubleState:
             "history": history,
         }
         return job_id
+
+    def add_api_key(
+        self, tenant: str, scopes: list[str], *, expires_at: datetime | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """A key as job-service stores it; the returned record holds the key itself."""
+        prefix = secrets.token_hex(5)
+        record = {
+            "id": str(uuid.uuid4()),
+            "name": "key",
+            "prefix": prefix,
+            "scopes": sorted(scopes),
+            "created_at": datetime.now(UTC).isoformat(),
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "revoked_at": None,
+            "rotated_from": None,
+            "tenant": tenant,
+            "key": f"cvk_{prefix}_{secrets.token_urlsafe(32)}",
+            **fields,
+        }
+        self.api_keys[record["id"]] = record
+        return record
+
+    def api_key_status(self, key_id: str) -> str:
+        record = self.api_keys[key_id]
+        if record["revoked_at"]:
+            return "revoked"
+        expires_at = record["expires_at"]
+        if expires_at and datetime.fromisoformat(expires_at) <= datetime.now(UTC):
+            return "expired"
+        return "active"
+
+    def api_key_read(self, key_id: str) -> dict[str, Any]:
+        record = self.api_keys[key_id]
+        shown = {k: v for k, v in record.items() if k not in ("tenant", "key")}
+        return {**shown, "status": self.api_key_status(key_id)}
 
 
 def job_json(
@@ -188,9 +227,15 @@ def build_double(state: DoubleState) -> FastAPI:
     @app.post("/internal/v1/auth/verify")
     async def verify(request: Request) -> Response:
         key = (await request.json())["key"]
-        if key not in KEYS:
-            return problem(401, "unauthorized", "unknown key")
-        return JSONResponse(KEYS[key])
+        if key in KEYS:
+            return JSONResponse(KEYS[key])
+        for key_id, record in state.api_keys.items():
+            if record["key"] == key and state.api_key_status(key_id) == "active":
+                return JSONResponse(
+                    {"tenant_id": record["tenant"], "scopes": record["scopes"],
+                     "key_id": key_id, "expires_at": record["expires_at"]}
+                )  # fmt: skip
+        return problem(401, "unauthorized", "unknown key")
 
     @app.post("/internal/v1/jobs")
     async def submit(request: Request) -> Response:
@@ -227,6 +272,8 @@ def build_double(state: DoubleState) -> FastAPI:
     async def submit_batch(request: Request) -> Response:
         body = await request.json()
         jobs = [job_json(j["task"], j.get("args", {})) for j in body["jobs"]]
+        if any(j["task"] == "garbage" for j in body["jobs"]):
+            jobs = [{"id": "not-a-uuid", "status": "PENDING"} for _ in jobs]
         return JSONResponse({"jobs": jobs}, status_code=202)
 
     @app.get("/internal/v1/jobs/{job_id}")
@@ -254,6 +301,7 @@ def build_double(state: DoubleState) -> FastAPI:
 
     _add_job_action_routes(app, state)
     _add_dead_letter_routes(app, state)
+    _add_api_key_routes(app, state)
     return app
 
 
@@ -376,6 +424,62 @@ def _add_dead_letter_routes(app: FastAPI, state: DoubleState) -> None:
         del state.dead_letters[job_id]
         state.jobs[job_id]["dead_letter"] = False
         return Response(status_code=204)
+
+
+def _add_api_key_routes(app: FastAPI, state: DoubleState) -> None:
+    """`/internal/v1/api-keys`: scoped by the tenant header like the real one. Only the store:
+    which scopes a caller may grant is the gateway's check."""
+    base = "/internal/v1/api-keys"
+
+    def mine(key_id: str, request: Request) -> bool:
+        return state.api_keys.get(key_id, {}).get("tenant") == _tenant(request)
+
+    def not_found(key_id: str) -> Response:
+        return problem(404, "api-key-not-found", f"No API key {key_id}.", extra={"key_id": key_id})
+
+    def created(record: dict[str, Any]) -> dict[str, Any]:
+        return {**state.api_key_read(record["id"]), "key": record["key"]}
+
+    @app.post(base)
+    async def create(request: Request) -> Response:
+        body = await request.json()
+        expires_at = body.get("expires_at")
+        record = state.add_api_key(
+            _tenant(request), body["scopes"], name=body["name"], expires_at=None
+        )
+        record["expires_at"] = expires_at
+        return JSONResponse(created(record), status_code=201)
+
+    @app.get(base)
+    async def list_(request: Request) -> Response:
+        ids = [i for i in reversed(state.api_keys) if mine(i, request)]
+        return JSONResponse({"items": [state.api_key_read(i) for i in ids], "next_cursor": None})
+
+    @app.get(base + "/{key_id}")
+    async def get(key_id: str, request: Request) -> Response:
+        return (
+            JSONResponse(state.api_key_read(key_id)) if mine(key_id, request) else not_found(key_id)
+        )
+
+    @app.post(base + "/{key_id}/revoke")
+    async def revoke(key_id: str, request: Request) -> Response:
+        if not mine(key_id, request):
+            return not_found(key_id)
+        record = state.api_keys[key_id]
+        record["revoked_at"] = record["revoked_at"] or datetime.now(UTC).isoformat()
+        return JSONResponse(state.api_key_read(key_id))
+
+    @app.post(base + "/{key_id}/rotate")
+    async def rotate(key_id: str, request: Request) -> Response:
+        if not mine(key_id, request):
+            return not_found(key_id)
+        body = await request.json() if await request.body() else {}
+        overlap = body.get("overlap_seconds", 86_400)
+        old = state.api_keys[key_id]
+        new = state.add_api_key(old["tenant"], old["scopes"], name=old["name"], rotated_from=key_id)
+        old["expires_at"] = (datetime.now(UTC) + timedelta(seconds=overlap)).isoformat()
+        answer = {"created": created(new), "previous": state.api_key_read(key_id)}
+        return JSONResponse(answer, status_code=201)
 
 
 class ThreadedServer:

@@ -38,6 +38,10 @@ class LifecycleEvent(BaseModel):
     retryable: bool | None = Field(
         default=None, description="False when the task raised a permanent error."
     )
+    # W3C traceparent of the worker's task-run span (or of the message, with tracing off in the
+    # worker), so job-service's spans for the event join the job's trace. Absent in events from
+    # workers that predate it.
+    traceparent: str | None = Field(default=None, max_length=limits.MAX_TRACEPARENT_LENGTH)
 
     def to_stream_fields(self) -> dict[str, str]:
         return {"e": self.model_dump_json(exclude_none=True)}

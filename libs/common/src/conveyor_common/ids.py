@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-import uuid_utils
+import uuid_utils.compat
 
 
 def new_id() -> uuid.UUID:
-    return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+    # `compat` builds the stdlib UUID itself: half the cost of converting uuid_utils' own type,
+    # which shows at 1,000 ids per batch.
+    return uuid_utils.compat.uuid7()

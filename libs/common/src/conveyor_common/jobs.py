@@ -25,7 +25,13 @@ QueueName = Annotated[
     str, Field(min_length=1, max_length=limits.MAX_NAME_LENGTH, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
 TenantId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-Tag = Annotated[str, Field(min_length=1, max_length=limits.MAX_TAG_LENGTH)]
+Tag = Annotated[
+    str, Field(min_length=1, max_length=limits.MAX_TAG_LENGTH, pattern=limits.NO_NUL_PATTERN)
+]
+
+# Built once: `json.dumps` with options builds an encoder per call, which shows at 1,000 jobs
+# per batch (each job's args are measured as JSON).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def json_depth(value: Any, _depth: int = 1) -> int:
@@ -43,10 +49,31 @@ def json_depth(value: Any, _depth: int = 1) -> int:
     return deepest
 
 
+def has_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 in any string, object key included."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class JobCreate(BaseModel):
     """A job as a client submits it. Server-owned fields (status, attempts, tenant) are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The example names a task every worker has, so it is a job the API accepts as it stands
+    # (the docs page's "Try it out", and the fuzzer's examples phase, submit it).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"task": "echo", "args": {"hello": "world"}}]},
+    )
 
     task: TaskName
     args: dict[str, Any] = Field(
@@ -79,23 +106,33 @@ class JobCreate(BaseModel):
     )
     tags: list[Tag] = Field(default_factory=list, max_length=limits.MAX_TAGS)
     metadata: dict[
-        Annotated[str, Field(max_length=limits.MAX_TAG_LENGTH)],
-        Annotated[str, Field(max_length=limits.MAX_METADATA_VALUE_LENGTH)],
+        Annotated[str, Field(max_length=limits.MAX_TAG_LENGTH, pattern=limits.NO_NUL_PATTERN)],
+        Annotated[
+            str,
+            Field(max_length=limits.MAX_METADATA_VALUE_LENGTH, pattern=limits.NO_NUL_PATTERN),
+        ],
     ] = Field(default_factory=dict, max_length=limits.MAX_METADATA_KEYS)
 
     @field_validator("args")
     @classmethod
     def _args_within_limits(cls, args: dict[str, Any]) -> dict[str, Any]:
+        if not args:
+            return args
         if json_depth(args) > limits.MAX_ARGS_DEPTH:
             raise ValueError(f"nested deeper than the limit of {limits.MAX_ARGS_DEPTH} levels")
-        size = len(json.dumps(args, separators=(",", ":")))
+        size = len(_COMPACT_JSON.encode(args))
         if size > limits.MAX_ARGS_BYTES:
             raise ValueError(f"{size} bytes as JSON, over the limit of {limits.MAX_ARGS_BYTES}")
+        if has_nul(args):
+            raise ValueError("a string or key holds U+0000 (NUL), which cannot be stored")
         return args
 
 
 class BatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"jobs": [{"task": "echo", "args": {"n": 1}}]}]},
+    )
 
     jobs: list[JobCreate] = Field(min_length=1, max_length=limits.MAX_BATCH_SIZE)
 

@@ -14,8 +14,12 @@ MAX_NAME_LENGTH = 200  # task and queue names
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_ERROR_MESSAGE_LENGTH = 2_000
 MAX_TRACEBACK_LENGTH = 16_000
+MAX_TRACEPARENT_LENGTH = 55  # a W3C traceparent of version 00 (all Conveyor writes)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+# PostgreSQL stores no U+0000 (NUL) in `text` or `jsonb`: client strings bound for it must not
+# carry one, or the insert fails as a 500 instead of a 422 naming the field.
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 # The longest time limit a job may ask for. The broker's visibility timeout is derived from it
 # (see celery_app.py) so a running task is never redelivered while it still runs (pitfall #1).

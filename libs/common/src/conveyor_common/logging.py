@@ -1,6 +1,7 @@
 """structlog set-up: JSON lines in production, a console renderer in development; the stdlib
 loggers of uvicorn, Celery and SQLAlchemy are rendered by the same processors; request id, job id
-and tenant are bound in contextvars; values that look like secrets are redacted."""
+and tenant are bound in contextvars; the current span's trace and span ids are added when tracing
+is on; values that look like secrets are redacted."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any
 
 import structlog
 
-SECRET_KEY_PATTERN = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|dsn|cookie"
-    r"|jwt|bearer|signing[_-]?key|access[_-]?key|^auth$)",
-    re.IGNORECASE,
+from conveyor_common import tracing
+
+_SECRET_WORDS = (
+    r"pass(?:word)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|dsn|cookie"
+    r"|jwt|bearer|signing[_-]?key|access[_-]?key"
 )
+SECRET_KEY_PATTERN = re.compile(rf"({_SECRET_WORDS}|^auth$)", re.IGNORECASE)
 # user:password@ in a URL/DSN. The lookbehind lets a match start only where a scheme can begin;
 # without it a long run of scheme characters (a base64 blob, a hex digest) costs quadratic time.
 _DSN_PASSWORD = re.compile(
@@ -27,10 +30,41 @@ _BEARER = re.compile(r"((?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _API_KEY = re.compile(r"\bcvk_[A-Za-z0-9]+_[A-Za-z0-9_-]+")
 # A JWS/JWT anywhere: three base64url segments, the first a JSON header (`{"` is `eyJ`).
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# `key=value` and `"key": value` inside text (query strings, config lines, a mapping logged as
+# its JSON or Python repr, an exception message quoting one) whose key is named like a secret,
+# by the same words as SECRET_KEY_PATTERN. A bare `key: value` is left to the patterns above: in
+# prose it is mostly a label. Matches start only at the start of a word and the key's parts are
+# possessive, so long runs of word characters cost linear time.
+_KEY_VALUE = re.compile(
+    rf"""(?<![\w.-])(?P<q>["']?)(?P<key>(?=[\w.-]*?(?:{_SECRET_WORDS}))[\w.-]++|auth(?![\w.-]))"""
+    r"""(?P=q)(?P<sep>(?<=["'])\s*+:\s*+|\s*+=\s*+)"""
+    r"""(?P<value>"(?:[^"\\]|\\.)*+"|'(?:[^'\\]|\\.)*+'|[^\s&,;'"}\])]++)""",
+    re.IGNORECASE,
+)
+# A substring of every one of the words above: most text has none, and a lowercase search for
+# these costs far less than the pattern, which runs only on text that has one.
+_SECRET_HINTS = ("pass", "secret", "token", "key", "auth", "credential", "dsn", "cookie", "jwt",
+                 "bearer")  # fmt: skip
 REDACTED = "[REDACTED]"
 
 
+def _may_hold_key_value(text: str) -> bool:
+    if "=" not in text and ":" not in text:
+        return False
+    lowered = text.lower()
+    return any(hint in lowered for hint in _SECRET_HINTS)
+
+
+def _redact_key_value(match: re.Match[str]) -> str:
+    value_quote = match["value"][0] if match["value"][0] in "\"'" else ""
+    return (
+        f"{match['q']}{match['key']}{match['q']}{match['sep']}{value_quote}{REDACTED}{value_quote}"
+    )
+
+
 def redact_text(text: str) -> str:
+    if _may_hold_key_value(text):
+        text = _KEY_VALUE.sub(_redact_key_value, text)
     text = _DSN_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _JWT.sub(REDACTED, text)
@@ -65,9 +99,22 @@ def _redact_processor(
     }
 
 
+def _add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # Read from OpenTelemetry's current span, so a line logged anywhere inside a request or a
+    # task run carries its trace; while tracing is off this is one check of a module variable.
+    ids = tracing.current_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -78,7 +125,13 @@ def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Level first: a line below the level would otherwise run every processor (redaction
+        # included) only for the stdlib logger to drop it, on every job and request.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -21,6 +21,8 @@ _ORIGIN = f"conveyor-relay@{socket.gethostname()}"
 # kombu's default priority steps for Redis; priority 0 maps to the bare queue name.
 _PRIORITY_STEPS = (0, 3, 6, 9)
 _PRIORITY_SEP = "\x06\x16"
+# Built once (`json.dumps` with options builds an encoder per call); kombu's body separators.
+_BODY_JSON = json.JSONEncoder(separators=(", ", ": "))
 
 
 def kombu_priority(priority: int) -> int:
@@ -86,7 +88,7 @@ def build_task_message(
         "stamped_headers": None,
         "stamps": {},
     }
-    encoded_body = base64.b64encode(json.dumps(body, separators=(", ", ": ")).encode()).decode()
+    encoded_body = base64.b64encode(_BODY_JSON.encode(body).encode()).decode()
     message = {
         "body": encoded_body,
         "content-encoding": "utf-8",

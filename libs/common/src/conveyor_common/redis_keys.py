@@ -63,6 +63,12 @@ class RedisKeys:
         attempt ends; job-service's reconciler treats a RUNNING job without it as a lost attempt."""
         return f"{self.namespace}:lease:{job_id}"
 
+    @property
+    def api_key_revocations(self) -> str:
+        """Pub/sub channel: the id of an API key that was revoked or rotated, published so every
+        gateway replica drops what it cached for that key at once."""
+        return f"{self.namespace}:api-keys:revoked"
+
     def cancel(self, job_id: str) -> str:
         """Exists when the job was cancelled (TTL = 2 x visibility timeout).
 

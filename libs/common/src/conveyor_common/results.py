@@ -1,5 +1,5 @@
-"""How a task's outcome is stored in the Celery result backend, for the worker that writes it
-and the result-service that reads it."""
+"""How a task's outcome is stored as a Celery result-backend record, for the worker that writes
+it (in Celery's format, by its own script) and the result-service that reads it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 
 class StoredResult(BaseModel):
-    """The value a successful Conveyor task returns to Celery (and so what Celery stores)."""
+    """The value a successful Conveyor task returns, stored as its record's `result`."""
 
     tenant_id: str
     attempt: int
@@ -17,8 +17,8 @@ class StoredResult(BaseModel):
 
 
 class TaskFailure(Exception):
-    """Raised by the worker's task wrapper after a task failed, so Celery records FAILURE with
-    the tenant (for the result-service's tenant check) and the error's type and message."""
+    """Raised by the worker's task wrapper after a task failed, so the FAILURE record names the
+    tenant (for the result-service's tenant check) and the error's type and message."""
 
     def __init__(self, tenant_id: str, error_type: str, message: str) -> None:
         super().__init__(tenant_id, error_type, message)

@@ -144,6 +144,12 @@ class BaseServiceSettings(ConveyorSettings):
     port: int = 8000
     # The shared secret the gateway presents to job-service and result-service.
     internal_token: SecretStr = SecretStr(DEV_INTERNAL_TOKEN)
+    # OpenTelemetry tracing (conveyor_common.tracing): None means on exactly when an OTLP
+    # endpoint is configured (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT). The ratio, when set,
+    # samples new traces at that rate and follows the caller's decision otherwise
+    # (parentbased_traceidratio); unset, the standard OTEL_TRACES_SAMPLER variables apply.
+    tracing_enabled: bool | None = None
+    tracing_sample_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @property
     def json_logs(self) -> bool:

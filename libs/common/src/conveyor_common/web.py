@@ -11,6 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -133,6 +134,19 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 ReadinessCheck = Callable[[], Awaitable[Any]]
 
+# Probes and scrapes arrive every few seconds and say nothing about jobs: no spans for them.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+# FastAPI's own OpenTelemetry support makes each request's server span (named by route template,
+# the caller's `traceparent` as parent) once conveyor_common.tracing installed a provider; until
+# then it does nothing. Its metrics and log records stay off: Prometheus and structlog have them,
+# and its log records would carry exception messages we don't vet.
+TELEMETRY: TelemetryConfig = {
+    "metrics": False,
+    "logs": False,
+    "exclude": lambda scope: scope.get("path") in UNTRACED_PATHS,
+}
+
 
 def add_health_routes(
     app: FastAPI, checks: Callable[[Request], Mapping[str, ReadinessCheck]], *, timeout: float = 2.0
@@ -178,6 +192,7 @@ def create_service_app(
         version=version,
         lifespan=lifespan,
         description=description,
+        telemetry=TELEMETRY,
         openapi_url="/openapi.json" if openapi else None,
         docs_url="/docs" if openapi else None,
         redoc_url=None,

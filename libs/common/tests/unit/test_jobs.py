@@ -90,3 +90,23 @@ def test_batch_size_is_bounded():
     assert len(BatchCreate(jobs=[JobCreate(task="echo")] * limits.MAX_BATCH_SIZE).jobs) == (
         limits.MAX_BATCH_SIZE
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"task": "echo", "args": {"a": "x\x00y"}}, ("args",)),
+        ({"task": "echo", "args": {"a": [{"b\x00": 1}]}}, ("args",)),
+        ({"task": "echo", "tags": ["a\x00"]}, ("tags", 0)),
+        ({"task": "echo", "metadata": {"k": "v\x00"}}, ("metadata", "k")),
+    ],
+)
+def test_nul_characters_are_refused_where_postgresql_cannot_store_them(body, field):
+    with pytest.raises(ValidationError) as refused:
+        JobCreate.model_validate(body)
+    assert refused.value.errors()[0]["loc"] == field
+
+
+def test_other_control_characters_are_kept():
+    job = JobCreate(task="echo", args={"a": "tab\there\x01"}, tags=["a\tb"])
+    assert job.args == {"a": "tab\there\x01"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 
 import pytest
 import structlog
@@ -104,3 +105,67 @@ def test_rendered_log_lines_carry_no_secret(capsys: pytest.CaptureFixture[str]) 
     text = "\n".join(lines)
     for secret in (API_KEY, JWT, "pw-canary-1", "pw-canary-2", "pw-canary-3", "pw-canary-4"):
         assert secret not in text
+
+
+def test_lines_below_the_level_skip_the_processors(capsys: pytest.CaptureFixture[str]) -> None:
+    redacted: list[str] = []
+
+    class Probe(dict[str, int]):
+        """Counts the redaction passes over it (the redaction processor walks `items()`)."""
+
+        def items(self):  # type: ignore[override]
+            redacted.append("pass")
+            return super().items()
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("test", json=True, level="WARNING")
+        structlog.configure(cache_logger_on_first_use=False)
+        log = structlog.get_logger("t")
+        log.info("jobs.started", probe=Probe(a=1))
+        log.warning("jobs.slow", probe=Probe(a=1))
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == ["jobs.slow"]
+    assert redacted == ["pass"]  # only the line that was written went through them
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("config had password=pw-canary; ok", f"config had password={REDACTED}; ok"),
+        ("PASSWORD = pw-canary", f"PASSWORD = {REDACTED}"),
+        ("http://h/p?api_key=pw-canary&page=2", f"http://h/p?api_key={REDACTED}&page=2"),
+        ("url=http://h/p?token=pw-canary", f"url=http://h/p?token={REDACTED}"),
+        ("dsn=postgresql://app:pw-canary@db/app", f"dsn={REDACTED}"),
+        # A mapping logged as text: Celery prints task results and exceptions as Python reprs.
+        ("{'password': 'pw canary', 'n': 1}", f"{{'password': '{REDACTED}', 'n': 1}}"),
+        ('{"client_secret": "pw-\\"canary", "n": 1}', f'{{"client_secret": "{REDACTED}", "n": 1}}'),
+        (
+            "TaskFailure('RuntimeError', 'auth=pw-canary')",
+            f"TaskFailure('RuntimeError', 'auth={REDACTED}')",
+        ),
+    ],
+)
+def test_values_of_secret_named_keys_inside_text_are_redacted(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["passed: 3 of 4", "author=ada", "routing_key=default", "Authorization: missing", "a=b c=d"],
+)
+def test_other_keys_and_bare_labels_inside_text_are_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_key_value_redaction_takes_linear_time_on_hostile_text() -> None:
+    for blob in ("a" * 200_000, "token" * 40_000, "a=b " * 50_000, '"token":' * 25_000):
+        start = time.perf_counter()
+        redact_text(blob)
+        assert time.perf_counter() - start < 2.0, blob[:20]

@@ -9,17 +9,52 @@ Redis (the test's `redis_namespace`), with output in per-process log files under
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from conveyor_devstack.output import LogFiles
 from conveyor_devstack.stack import Stack, StackConfig
 from conveyor_testing.databases import asyncpg_url, drop_database, fresh_database
 
 _STACKS_ATTR = "_conveyor_stacks"
+
+
+@contextmanager
+def running_stack(
+    postgres_url: str, redis_url: str, log_dir: Path, *, workers: int = 1, **config: Any
+) -> Iterator[Stack]:
+    """A started `Stack` on a fresh database and its own Redis namespace, for fixtures wider
+    than one test (module or package scope); stopped, its database dropped and its keys deleted
+    on exit. `config` overrides any `StackConfig` field."""
+    database = fresh_database(postgres_url)
+    namespace = config.setdefault("redis_namespace", f"e2e{uuid.uuid4().hex[:10]}")
+    config.setdefault("internal_token", secrets.token_urlsafe(24))
+    config.setdefault("worker_concurrency", 2)
+    stack = Stack(
+        StackConfig.on_free_ports(
+            database_url=asyncpg_url(database), redis_url=redis_url, workers=workers, **config
+        ),
+        LogFiles(log_dir),
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop(grace=10.0)
+        drop_database(postgres_url, database)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+        finally:
+            client.close()
 
 
 @pytest.fixture

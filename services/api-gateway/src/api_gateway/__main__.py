@@ -8,11 +8,13 @@ import uvicorn
 from api_gateway.app import create_app
 from api_gateway.config import SERVICE_NAME, get_settings
 from conveyor_common.logging import configure_logging
+from conveyor_common.tracing import configure_tracing
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE_NAME, json=settings.json_logs, level=settings.log_level)
+    configure_tracing(SERVICE_NAME, settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -13,6 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.middleware import Middleware
 
+from api_gateway.api_keys.endpoints import router as api_keys_router
 from api_gateway.auth import JwtVerifier, KeyVerifier
 from api_gateway.auth.jwks import (
     JwksCache,
@@ -20,6 +21,7 @@ from api_gateway.auth.jwks import (
     loader_from_setting,
     url_loader,
 )
+from api_gateway.auth.revocations import KeyRevocations
 from api_gateway.config import SERVICE_NAME, Settings, parse_rate_limit
 from api_gateway.dead_letters.endpoints import router as dead_letters_router
 from api_gateway.jobs.endpoints import router as jobs_router
@@ -34,6 +36,7 @@ from api_gateway.relay import install_upstream_problem_handler
 from api_gateway.tasks.endpoints import router as tasks_router
 from api_gateway.upstream import Upstream, make_http_client
 from conveyor_common import limits
+from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.web import ReadinessCheck, create_service_app
 
 CONNECTION_NAME = f"conveyor-{SERVICE_NAME}"
@@ -130,6 +133,30 @@ def _rate_limiter(settings: Settings, stack: AsyncExitStack) -> TenantRateLimite
     )
 
 
+def _key_revocations(
+    settings: Settings, verifier: KeyVerifier, stack: AsyncExitStack
+) -> KeyRevocations:
+    """Its own Redis client: the subscription holds a connection for good, and its timeouts are
+    not the rate limiter's (which must fail within a fraction of a second)."""
+    redis = Redis.from_url(
+        settings.redis_dsn(),
+        **settings.redis_client_kwargs(
+            client_name=f"{CONNECTION_NAME}-revocations",
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=15,
+            retry=Retry(NoBackoff(), 1),
+        ),
+    )
+    stack.push_async_callback(redis.aclose)
+    revocations = KeyRevocations(
+        redis, RedisKeys(settings.redis_namespace).api_key_revocations, verifier
+    )
+    revocations.start()
+    stack.push_async_callback(revocations.stop)
+    return revocations
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -146,6 +173,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             ttl_seconds=settings.auth_cache_ttl_seconds,
             max_entries=settings.auth_cache_max_entries,
         )
+        app.state.key_revocations = _key_revocations(settings, app.state.key_verifier, stack)
         app.state.jwt_verifier = await _jwt_verifier(settings, stack)
         app.state.rate_limiter = _rate_limiter(settings, stack)
         yield
@@ -195,4 +223,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(tasks_router)
     app.include_router(dead_letters_router)
+    app.include_router(api_keys_router)
     return app

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api_gateway.api_keys.service import ApiKeysGateway
 from api_gateway.dead_letters.service import DeadLettersGateway
 from api_gateway.jobs.service import JobsGateway
 
@@ -24,3 +25,10 @@ def get_dead_letters_gateway(request: Request) -> DeadLettersGateway:
 
 
 DeadLettersDep = Annotated[DeadLettersGateway, Depends(get_dead_letters_gateway)]
+
+
+def get_api_keys_gateway(request: Request) -> ApiKeysGateway:
+    return ApiKeysGateway(request.app.state.job_service, request.app.state.key_revocations)
+
+
+ApiKeysDep = Annotated[ApiKeysGateway, Depends(get_api_keys_gateway)]

@@ -18,6 +18,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from conveyor_common import tracing
 from conveyor_common.problems import (
     PROBLEM_CONTENT_TYPE,
     BadGateway,
@@ -123,9 +124,38 @@ class Upstream:
         if headers:
             sent.update(headers)
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if not tracing.enabled():
+            return await self._send(method, path, content, params, sent, extra)
+        # The client span's context replaces whatever `traceparent` the client sent: that one
+        # is the parent of our server span already.
+        with tracing.span(
+            f"{method} {self.name}",
+            kind=tracing.SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": self.client.base_url.host,
+                "server.port": self.client.base_url.port or 80,
+                "peer.service": self.name,
+            },
+        ) as span:
+            tracing.inject_headers(sent)
+            response = await self._send(method, path, content, params, sent, extra)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: dict[str, str],
+        extra: dict[str, Any],
+    ) -> httpx.Response:
         try:
             return await self.client.request(
-                method, path, content=content, params=params, headers=sent, **extra
+                method, path, content=content, params=params, headers=headers, **extra
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             log.warning("upstream.unavailable", upstream=self.name, error=type(exc).__name__)

@@ -72,6 +72,18 @@ async def test_answer_outside_the_contract_is_a_bad_gateway(
     assert_problem(response, 502, "bad-gateway")
 
 
+async def test_batch_answer_outside_the_contract_is_a_bad_gateway(
+    gateway: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    # The gateway checks only each job's id and status of a batch answer (BatchAccepted):
+    # a job id that is not a UUID still fails the check.
+    response = await gateway.post(
+        "/v1/jobs/batch", json={"jobs": [{"task": "echo"}, {"task": "garbage"}]}, headers=writer
+    )
+
+    assert_problem(response, 502, "bad-gateway")
+
+
 async def test_refused_internal_token_is_a_bad_gateway_not_a_401(
     gateway: httpx.AsyncClient, writer: dict[str, str], double: Any
 ) -> None:

@@ -86,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keys,
         batch_size=settings.events_batch_size,
         block_ms=settings.events_block_ms,
+        linger_ms=settings.events_linger_ms,
         claim_idle_ms=settings.events_claim_idle_ms,
         claim_interval_seconds=settings.events_claim_interval_seconds,
         backoff_max_seconds=settings.events_backoff_max_seconds,

@@ -18,6 +18,7 @@ import random
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,8 +31,8 @@ from redis.exceptions import ResponseError
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from conveyor_common import limits, metrics
-from conveyor_common.events import LifecycleEvent
+from conveyor_common import limits, metrics, tracing
+from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.statuses import JobStatus
 from job_service.background import BackgroundLoop, backoff_delay
@@ -50,6 +51,8 @@ T = TypeVar("T")
 _MAX_ATTEMPT = 2**31 - 1
 # Consumers with nothing pending and idle this long are removed from the group.
 _DEAD_CONSUMER_IDLE_MS = 3_600_000
+# The events that end an attempt: the ones traced when applied.
+_OUTCOME_EVENTS = frozenset({EventType.SUCCEEDED, EventType.FAILED})
 
 
 def consumer_name() -> str:
@@ -63,16 +66,27 @@ class _Outcome:
     started: list[tuple[str, str, float | None]] = field(default_factory=list)
     finished: list[tuple[str, str, str]] = field(default_factory=list)
     applied: int = 0
+    # Outcome events (succeeded, failed) that changed their job, with its new status: each gets
+    # a span in the job's trace once the batch committed (tracing on only).
+    traced: list[tuple[LifecycleEvent, JobStatus]] = field(default_factory=list)
 
     def record(self) -> None:
+        # One label look-up per label set, not per job: a batch holds hundreds of jobs of a
+        # few tasks, and `labels()` costs more than the increment.
+        for (task, queue), n in Counter((task, queue) for task, queue, _ in self.started).items():
+            metrics.JOBS_STARTED.labels(task, queue).inc(n)
+        waits: dict[tuple[str, str], list[float]] = {}
         for task, queue, wait in self.started:
-            metrics.JOBS_STARTED.labels(task, queue).inc()
             if wait is not None:
-                JOB_QUEUE_WAIT.labels(task, queue).observe(max(wait, 0.0))
+                waits.setdefault((task, queue), []).append(max(wait, 0.0))
+        for (task, queue), observed in waits.items():
+            histogram = JOB_QUEUE_WAIT.labels(task, queue)
+            for wait in observed:
+                histogram.observe(wait)
         # Run time is the workers' metric (conveyor_job_run_duration_seconds): no name is
         # exported by two services, so a sum across them never counts an attempt twice.
-        for task, queue, status in self.finished:
-            metrics.JOBS_FINISHED.labels(task, queue, status).inc()
+        for (task, queue, status), n in Counter(self.finished).items():
+            metrics.JOBS_FINISHED.labels(task, queue, status).inc(n)
         EVENTS_APPLIED.inc(self.applied)
 
 
@@ -88,6 +102,7 @@ class EventReader(BackgroundLoop):
         consumer: str | None = None,
         batch_size: int = 500,
         block_ms: int = 1_000,
+        linger_ms: int = 0,
         claim_idle_ms: int = 30_000,
         claim_interval_seconds: float = 10.0,
         backoff_max_seconds: float = 5.0,
@@ -101,6 +116,7 @@ class EventReader(BackgroundLoop):
         self.consumer = consumer or consumer_name()
         self._batch_size = batch_size
         self._block_ms = block_ms
+        self._linger = linger_ms / 1000
         self._claim_idle_ms = claim_idle_ms
         self._claim_interval = claim_interval_seconds
         self._backoff_max = backoff_max_seconds
@@ -164,16 +180,31 @@ class EventReader(BackgroundLoop):
         )
         if not response:
             return 0
-        # RESP2 answers [[stream, entries]]; RESP3 {stream: entries}.
-        entries: list[StreamEntry] = list(
-            next(iter(response.values())) if isinstance(response, dict) else response[0][1]
-        )
+        entries = _entries_of(response)
+        if not pending and self._linger > 0 and len(entries) < self._batch_size:
+            entries += await self._linger_for_more(self._batch_size - len(entries))
         await self.apply_entries(entries)
         return len(entries)
 
-    async def _xreadgroup(self, start: str, *, block: int | None) -> Any:
+    async def _linger_for_more(self, room: int) -> list[StreamEntry]:
+        """Waits `linger_ms` and takes what arrived meanwhile (without blocking again). While
+        workers report steadily, events trickle in a few at a time: applying each trickle as
+        its own transaction costs 4 PostgreSQL round trips per handful of events, so a short
+        wait buys batches many times larger, at the price of that much latency on SUCCEEDED
+        becoming visible. A full batch (a backlog) never waits."""
+        await self.sleep(self._linger)
+        if self.stopping:
+            return []
+        response = await self._xreadgroup(">", block=None, count=room)
+        return _entries_of(response) if response else []
+
+    async def _xreadgroup(self, start: str, *, block: int | None, count: int | None = None) -> Any:
         return await self._redis.xreadgroup(
-            self._group, self.consumer, {self._stream: start}, count=self._batch_size, block=block
+            self._group,
+            self.consumer,
+            {self._stream: start},
+            count=count or self._batch_size,
+            block=block,
         )
 
     async def reclaim_once(self) -> int:
@@ -296,6 +327,7 @@ class EventApplier:
         """Applies events (in the given order) in one transaction."""
         outcome = _Outcome()
         now = self._clock()
+        started_ns = time.time_ns() if tracing.enabled() else 0
         async with self._sessionmaker() as session, session.begin():
             repository = JobRepository.from_session(session)
             job_ids = sorted({event.job_id for event in events})
@@ -323,11 +355,40 @@ class EventApplier:
                 states[event.job_id] = after
                 changed.add(event.job_id)
                 _observe(outcome, row, before, after, event)
-            await repository.update_states(
-                [_update_params(job_id, states[job_id], now) for job_id in sorted(changed)]
+                if started_ns and event.traceparent and event.type in _OUTCOME_EVENTS:
+                    outcome.traced.append((event, after.status))
+            await repository.record_states(
+                [_update_params(job_id, states[job_id], now) for job_id in sorted(changed)],
+                list(history.values()),
             )
-            await repository.insert_events(list(history.values()))
         outcome.record()
+        if outcome.traced:
+            _record_spans(outcome.traced, started_ns, time.time_ns(), batch_size=len(events))
+
+
+def _record_spans(
+    traced: Sequence[tuple[LifecycleEvent, JobStatus]],
+    start_ns: int,
+    end_ns: int,
+    *,
+    batch_size: int,
+) -> None:
+    """One span per outcome event, the child of the worker's task-run span: the trace of a job
+    ends where job-service recorded how its attempt went. Its time is the whole batch's."""
+    for event, status in traced:
+        tracing.record_span(
+            f"events.apply {event.type.value}",
+            start_ns=start_ns,
+            end_ns=end_ns,
+            traceparent=event.traceparent,
+            kind=tracing.SpanKind.CONSUMER,
+            attributes={
+                "conveyor.job.id": str(event.job_id),
+                "conveyor.attempt": event.attempt,
+                "conveyor.job.status": status.value,
+                "conveyor.events_batch_size": batch_size,
+            },
+        )
 
 
 def _state_of(row: Any) -> JobState:
@@ -399,6 +460,11 @@ def _normalized(event: LifecycleEvent) -> LifecycleEvent:
     if event.worker is not None and len(event.worker) > limits.MAX_NAME_LENGTH:
         update["worker"] = event.worker[: limits.MAX_NAME_LENGTH]
     return event.model_copy(update=update) if update else event
+
+
+def _entries_of(response: Any) -> list[StreamEntry]:
+    # RESP2 answers [[stream, entries]]; RESP3 {stream: entries}.
+    return list(next(iter(response.values())) if isinstance(response, dict) else response[0][1])
 
 
 def _text(value: Any) -> str:

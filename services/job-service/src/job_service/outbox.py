@@ -4,7 +4,7 @@ Woken right after every submit commits, and sweeping on a timer for anything mis
 down, a crash between commit and publish). One round, in ONE transaction: lock up to a batch of
 outbox rows with their jobs (`FOR UPDATE SKIP LOCKED`, so several replicas share the work),
 mark the jobs QUEUED with the next attempt number, LPUSH all their pre-built Celery messages in
-one Redis pipeline, delete the outbox rows, commit.
+one Redis pipeline (one LPUSH per list, of many messages), delete the outbox rows, commit.
 
 What an outbox row asks for depends on its job's status when the relay takes it:
 - PENDING: publish the next attempt (the job becomes QUEUED with `attempts + 1`); a job in a
@@ -148,18 +148,23 @@ class OutboxRelay(BackgroundLoop):
         pipe = self._redis.pipeline(transaction=False)
         for row in cancelled:
             pipe.set(self._keys.cancel(str(row.id)), "1", ex=self._limits.marker_ttl_seconds)
+        lists: dict[str, list[str]] = {}
         for row in new_attempts:
             if row.cycle > 1:
                 # A retried or replayed job may have been cancelled: without this its new
                 # attempts would be skipped as cancelled. Queued before the LPUSH, so no worker
                 # can see the message while the key still exists.
                 pipe.delete(self._keys.cancel(str(row.id)))
-            self._push(pipe, row, attempt=row.attempts + 1)
+            self._push(lists, row, attempt=row.attempts + 1)
         for row in republished:
-            self._push(pipe, row, attempt=row.attempts)
+            self._push(lists, row, attempt=row.attempts)
+        for key, messages in lists.items():
+            # One LPUSH of many values leaves the list as one LPUSH per value in that order
+            # would, at a fraction of the cost of a command (and a reply) per message.
+            pipe.lpush(key, *messages)
         await pipe.execute()
 
-    def _push(self, pipe: Any, row: Any, *, attempt: int) -> None:
+    def _push(self, lists: dict[str, list[str]], row: Any, *, attempt: int) -> None:
         envelope = TaskEnvelope(
             job_id=row.id,
             tenant_id=row.tenant_id,
@@ -169,6 +174,8 @@ class OutboxRelay(BackgroundLoop):
             queue=row.queue,
             timeout_seconds=row.timeout_seconds,
             idempotency_key=row.idempotency_key,
+            # The submit span's context, the same for every attempt: one trace per job.
+            traceparent=row.traceparent,
         )
         message = build_task_message(
             envelope,
@@ -176,4 +183,4 @@ class OutboxRelay(BackgroundLoop):
             time_limit=self._limits.hard(row.timeout_seconds),
         )
         key = queue_key(row.queue, kombu_priority(row.priority))
-        pipe.lpush(self._keys.queue(key), message)
+        lists.setdefault(self._keys.queue(key), []).append(message)

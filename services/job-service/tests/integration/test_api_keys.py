@@ -35,6 +35,7 @@ async def test_create_verify_and_revoke(quiet_harness: Any) -> None:
         "tenant_id": "acme",
         "scopes": ["jobs:read", "jobs:write"],
         "key_id": str(row.id),
+        "expires_at": None,
     }
 
     wrong = await _verify(h, f"cvk_{prefix}_{'A' * len(secret)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uvicorn
 
 from conveyor_common.logging import configure_logging
+from conveyor_common.tracing import configure_tracing
 from result_service.app import create_app
 from result_service.config import SERVICE_NAME, get_settings
 
@@ -13,6 +14,7 @@ from result_service.config import SERVICE_NAME, get_settings
 def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE_NAME, json=settings.json_logs, level=settings.log_level)
+    configure_tracing(SERVICE_NAME, settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -49,14 +49,18 @@ def main() -> None:
     # Imported only now: these import prometheus_client, which reads the variable above.
     import structlog
 
+    from conveyor_common.tracing import configure_tracing
     from conveyor_worker.app import create_worker_app
     from conveyor_worker.config import get_settings
     from conveyor_worker.discovery import collect
     from conveyor_worker.health import HealthServer
-    from conveyor_worker.logs import setup_worker_logging
+    from conveyor_worker.logs import SERVICE, setup_worker_logging
 
     settings = get_settings()
     setup_worker_logging(settings)
+    # Before the pool forks: children inherit the provider, and the SDK's batch processor
+    # restarts its export thread in each child.
+    configure_tracing(SERVICE, settings)
     log = structlog.get_logger("conveyor.worker")
     registry = collect(http_policy=settings.http_policy(), task_modules=settings.task_modules)
     app, runtime = create_worker_app(settings, registry)

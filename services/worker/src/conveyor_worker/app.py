@@ -17,18 +17,18 @@ from celery.exceptions import Ignore, Reject, TimeLimitExceeded
 
 from conveyor_common.celery_app import create_celery_app
 from conveyor_common.envelope import ENVELOPE_KWARG, TaskEnvelope
-from conveyor_common.events import EventType, LifecycleEvent
+from conveyor_common.events import LifecycleEvent
 from conveyor_common.results import TaskFailure
 from conveyor_worker.config import Settings
-from conveyor_worker.events import DeferredFinalSink, PipelineOp
+from conveyor_worker.events import DeferredFinalSink
 from conveyor_worker.leases import HeldAttempt, LeaseKeeper, LeaseUnavailable, Skipped
 from conveyor_worker.metrics import TASKS, Outcome
+from conveyor_worker.outcome import OutcomeWriter, failure_record, success_record
 from conveyor_worker.registry import RegisteredTask, TaskRegistry
 from conveyor_worker.runner import (
     TIME_LIMIT_EXCEEDED,
     AttemptSkipped,
     Failure,
-    clean_message,
     identity,
     report_failure,
     run_job,
@@ -44,13 +44,17 @@ LEASE_RETRY_PAUSE_SECONDS = 1.0
 
 
 class Invocation:
-    """One run of a Conveyor task under Celery: the final event held back until Celery stored the
-    outcome, and the attempt's lease, released in the same round trip as that event. It is the
-    runner's `AttemptGuard`, so it knows which attempt it holds."""
+    """One run of a Conveyor task under Celery: the final event held back until the task's
+    outcome is known, then written with the result record and the release of the attempt's
+    lease in one round trip (`outcome.OutcomeWriter`). It is the runner's `AttemptGuard`, so it
+    knows which attempt it holds."""
 
-    def __init__(self, events: DeferredFinalSink, leases: LeaseKeeper) -> None:
+    def __init__(
+        self, events: DeferredFinalSink, leases: LeaseKeeper, outcomes: OutcomeWriter
+    ) -> None:
         self.events = events
         self.leases = leases
+        self.outcomes = outcomes
         self.held: HeldAttempt | None = None
 
     def acquire(
@@ -61,20 +65,9 @@ class Invocation:
             self.held = claim
         return claim
 
-    def _release(self) -> list[PipelineOp]:
-        return [self.held.release_on] if self.held is not None else []
-
-    def finish(self) -> None:
+    def finish(self, task_id: str, record: str) -> None:
         try:
-            self.events.flush(then=self._release())
-        finally:
-            self.abandon()
-
-    def finish_as_failure(self, *, error_type: str, message: str) -> None:
-        try:
-            self.events.flush_as_failure(
-                error_type=error_type, message=message, then=self._release()
-            )
+            self.outcomes.write(task_id, record, self.events.take(), self.held)
         finally:
             self.abandon()
 
@@ -87,7 +80,10 @@ class Invocation:
 
 
 class ConveyorTask(Task):  # type: ignore[misc]
-    """Base of every Conveyor task. `runtime` is set on a per-app subclass."""
+    """Base of every Conveyor task. `runtime` is set on a per-app subclass.
+
+    Registered with `ignore_result=True`: Celery stores nothing, these hooks write the outcome
+    (Celery calls them once the task returned or raised)."""
 
     runtime: WorkerRuntime
 
@@ -96,30 +92,29 @@ class ConveyorTask(Task):  # type: ignore[misc]
         setattr(self.request, PENDING_ATTR, None)
         return invocation if isinstance(invocation, Invocation) else None
 
-    def on_success(self, _retval: Any, _task_id: str, _args: Any, _kwargs: Any) -> None:
-        # Celery calls this after it stored the result: now the final event may go out.
+    def on_success(self, retval: Any, task_id: str, _args: Any, _kwargs: Any) -> None:
         invocation = self._take_invocation()
         if invocation is not None:
-            invocation.finish()
+            invocation.finish(task_id, success_record(task_id, retval))
 
     def on_failure(
-        self, exc: BaseException, task_id: str, _args: Any, kwargs: Any, _einfo: Any
+        self, exc: BaseException, task_id: str, _args: Any, kwargs: Any, einfo: Any
     ) -> None:
-        # Called after Celery stored the failure. In the main process, it is also how a child
-        # killed at the hard time limit is reported: that task never got to say anything.
+        # In the main process, this is also how a child killed at the hard time limit is
+        # reported: that task never got to say anything.
         if isinstance(exc, TimeLimitExceeded):
             report_hard_time_limit(self, self.runtime, task_id, kwargs, exc)
             return
+        # A TaskFailure names the tenant, for the result-service's check; any other exception
+        # is stored as Celery would have stored it.
+        record = failure_record(
+            task_id, self.backend.prepare_exception(exc), getattr(einfo, "traceback", None)
+        )
         invocation = self._take_invocation()
-        if invocation is None:
-            return
-        if any(event.type == EventType.SUCCEEDED for event in invocation.events.pending):
-            # The function returned, but Celery could not store the result.
-            invocation.finish_as_failure(
-                error_type=type(exc).__name__, message=clean_message(str(exc))
-            )
+        if invocation is not None:
+            invocation.finish(task_id, record)
         else:
-            invocation.finish()
+            self.runtime.outcomes().write(task_id, record, (), None)
 
 
 def report_hard_time_limit(
@@ -161,7 +156,9 @@ def _register(
     app: Celery, base: type[ConveyorTask], task: RegisteredTask, runtime: WorkerRuntime
 ) -> None:
     def run(self: Task, *_args: Any, **kwargs: Any) -> dict[str, Any]:
-        invocation = Invocation(DeferredFinalSink(runtime.events()), runtime.leases())
+        invocation = Invocation(
+            DeferredFinalSink(runtime.events()), runtime.leases(), runtime.outcomes()
+        )
         # `self.request` is this invocation's context (thread-local), where on_success and
         # on_failure find the held-back final event and the lease.
         setattr(self.request, PENDING_ATTR, invocation)
@@ -195,8 +192,15 @@ def _register(
     run.__doc__ = task.description
     # `throws`: a TaskFailure is an expected outcome, logged without Celery's traceback.
     # `shared=False`: a shared task would be added to every Celery app this process makes.
+    # `ignore_result`: the outcome is written by ConveyorTask's hooks (see there).
     app.task(
-        name=task.name, bind=True, base=base, throws=(TaskFailure,), typing=False, shared=False
+        name=task.name,
+        bind=True,
+        base=base,
+        throws=(TaskFailure,),
+        typing=False,
+        shared=False,
+        ignore_result=True,
     )(run)
 
 

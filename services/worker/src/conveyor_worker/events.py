@@ -57,45 +57,28 @@ class RedisEventSink:
 
 class DeferredFinalSink:
     """Passes events on at once, except a batch that holds a final event (`succeeded` or
-    `failed`): that waits for `flush()`, which the Celery task calls once the result backend
-    has the outcome, so whoever sees the final event also finds the stored result."""
+    `failed`): that waits for `take()`, and goes out with the attempt's result record in one
+    round trip (`outcome.OutcomeWriter`), so whoever sees the final event also finds the result.
+    """
 
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.pending: list[LifecycleEvent] = []
-        self.then: list[PipelineOp] = []
 
     def append(self, *events: LifecycleEvent, then: Sequence[PipelineOp] = ()) -> None:
         if any(event.type in FINAL_EVENTS for event in events):
+            if then:
+                # The held batch goes out with the outcome script, which carries no pipeline
+                # commands.
+                raise ValueError("commands cannot ride along with a final event")
             self.pending.extend(events)
-            self.then.extend(then)
         else:
             self.sink.append(*events, then=then)
 
-    def flush(self, *, then: Sequence[PipelineOp] = ()) -> None:
-        """Sends what was held back, then `then`, in one round trip."""
+    def take(self) -> list[LifecycleEvent]:
+        """The held-back events, for the caller to send (and no longer held)."""
         pending, self.pending = self.pending, []
-        ops, self.then = [*self.then, *then], []
-        self.sink.append(*pending, then=ops)
-
-    def flush_as_failure(
-        self, *, error_type: str, message: str, then: Sequence[PipelineOp] = ()
-    ) -> None:
-        """The function succeeded but its result could not be stored: the attempt failed."""
-        self.pending = [
-            event.model_copy(
-                update={
-                    "type": EventType.FAILED,
-                    "error_type": error_type,
-                    "error_message": message,
-                    "retryable": True,
-                }
-            )
-            if event.type == EventType.SUCCEEDED
-            else event
-            for event in self.pending
-        ]
-        self.flush(then=then)
+        return pending
 
 
 def make_event(

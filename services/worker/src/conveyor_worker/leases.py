@@ -16,7 +16,8 @@ set again, and the fence with it. A cancelled job's task is interrupted; so is o
 another holder took (job-service gave up on this attempt and started the next one, or Redis
 lost the fence and another copy of this attempt started): that copy then reports a `skipped`
 event (`lease-lost`) and stores nothing, leaving the outcome to the holder. When the attempt
-ends the lease is deleted by compare-and-delete, so one attempt never deletes another's lease.
+ends the lease is deleted by compare-and-delete (with the outcome, `outcome.py`), so one attempt
+never deletes another's lease.
 A process that dies holds its lease only until the TTL runs out: job-service's reconciler then
 decides what comes next.
 """
@@ -32,7 +33,6 @@ from typing import Any, Literal
 
 import redis
 import structlog
-from redis.client import Pipeline
 
 from conveyor_common.envelope import TaskEnvelope
 from conveyor_common.events import LifecycleEvent
@@ -139,16 +139,15 @@ class HeldAttempt:
             self.lost = True
         return self.interruptible.interrupt(reason)
 
-    def release_on(self, pipe: Pipeline) -> None:
-        """Stops the renewals and queues the compare-and-delete of the lease on `pipe`, to go in
-        the same round trip as the attempt's final event."""
+    def detach(self) -> str | None:
+        """Stops the renewals and hands the lease over to whoever deletes it in the same round
+        trip as the attempt's outcome (`outcome.OutcomeWriter`): returns the value to
+        compare-and-delete, or None when the lease was already released or abandoned."""
         if self._released or self._keeper is None:
-            return
+            return None
         self._released = True
         self._keeper.forget(self)
-        # EVAL, not a registered script: a pipeline with scripts first asks Redis whether they
-        # are loaded, which is the round trip this saves.
-        pipe.eval(_RELEASE, 1, self._keeper.keys.lease(self.job_id), self.value)
+        return self.value
 
     def abandon(self) -> None:
         """Stops the renewals and leaves the lease to expire."""

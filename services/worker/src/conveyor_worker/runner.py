@@ -3,9 +3,9 @@
 validate the envelope → validate the arguments → pass the attempt fence (one Lua script that
 also appends `received` + `started`; a redelivered or cancelled attempt gets `skipped` instead)
 → run, interruptible by the lease heartbeat → `succeeded` or `failed`. Success returns the
-`StoredResult` Celery stores; failure raises `TaskFailure`, so Celery's result backend records
-FAILURE with the tenant. Under Celery the sink holds the final event back until the result is
-stored (`events.DeferredFinalSink`), and the lease is released in the same round trip.
+`StoredResult` to store; failure raises `TaskFailure`, so the FAILURE record names the tenant.
+Under Celery the sink holds the final event back (`events.DeferredFinalSink`) and the task's
+hooks write it with the result record and the lease release in one round trip (`outcome.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from conveyor_common import limits
+from conveyor_common import limits, tracing
 from conveyor_common.envelope import JobContext, TaskEnvelope
 from conveyor_common.events import EventType, LifecycleEvent, truncate
 from conveyor_common.logging import redact_text
@@ -91,14 +91,19 @@ def parse_envelope(raw_job: object, task_name: str) -> TaskEnvelope:
 
 
 def identity(envelope: TaskEnvelope, worker: str | None) -> dict[str, Any]:
-    """The fields every event of this attempt carries."""
-    return {
+    """The fields every event of this attempt carries. The trace context is the task run's
+    span, else the message's own, so job-service's spans for the events join the job's trace."""
+    ident = {
         "job_id": envelope.job_id,
         "tenant_id": envelope.tenant_id,
         "attempt": envelope.attempt,
         "task": envelope.task,
         "worker": worker,
     }
+    traceparent = tracing.current_traceparent() or envelope.traceparent
+    if traceparent is not None:
+        ident["traceparent"] = traceparent
+    return ident
 
 
 def report_failure(
@@ -193,7 +198,65 @@ def run_job(
         envelope = parse_envelope(raw_job, task.name)
     except (ValidationError, ValueError) as exc:
         raise _report_invalid_envelope(raw_job, exc, events, task.name, worker) from None
+    if not tracing.enabled():
+        return _run_envelope(task, envelope, events=events, attempts=attempts, worker=worker)
+    return _run_traced(task, envelope, events=events, attempts=attempts, worker=worker)
 
+
+def _run_traced(
+    task: RegisteredTask,
+    envelope: TaskEnvelope,
+    *,
+    events: EventSink,
+    attempts: AttemptGuard,
+    worker: str | None,
+) -> dict[str, Any]:
+    """`_run_envelope` inside a consumer span, the child of the submit span the message names
+    (a retried attempt's message names the same one: one trace per job)."""
+    with tracing.span(
+        f"task.run {task.name}",
+        kind=tracing.SpanKind.CONSUMER,
+        traceparent=envelope.traceparent,
+        attributes={
+            "conveyor.job.id": str(envelope.job_id),
+            "conveyor.task": task.name,
+            "conveyor.attempt": envelope.attempt,
+            "conveyor.queue": envelope.queue,
+            "messaging.system": "celery",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": envelope.queue,
+        },
+        # Error messages are the tenant's; the span gets the error type only.
+        record_exception=False,
+    ) as span:
+        assert span is not None  # tracing is on
+        try:
+            result = _run_envelope(task, envelope, events=events, attempts=attempts, worker=worker)
+        except TaskFailure as exc:
+            span.set_attribute("conveyor.outcome", "failed")
+            span.set_attribute("error.type", exc.error_type)
+            span.set_status(tracing.StatusCode.ERROR)
+            raise
+        except AttemptSkipped as exc:
+            span.set_attribute("conveyor.outcome", "skipped")
+            span.set_attribute("conveyor.skip_reason", exc.reason)
+            raise
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__name__)
+            span.set_status(tracing.StatusCode.ERROR)
+            raise
+        span.set_attribute("conveyor.outcome", "succeeded")
+        return result
+
+
+def _run_envelope(
+    task: RegisteredTask,
+    envelope: TaskEnvelope,
+    *,
+    events: EventSink,
+    attempts: AttemptGuard,
+    worker: str | None,
+) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(
         job_id=str(envelope.job_id), tenant=envelope.tenant_id, task=task.name
     ):

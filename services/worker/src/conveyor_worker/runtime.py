@@ -17,6 +17,7 @@ from conveyor_worker.advertise import Advertiser
 from conveyor_worker.config import Settings
 from conveyor_worker.events import RedisEventSink
 from conveyor_worker.leases import LeaseKeeper
+from conveyor_worker.outcome import OutcomeWriter
 from conveyor_worker.registry import TaskRegistry
 
 
@@ -42,6 +43,7 @@ class WorkerRuntime:
         self._client: redis.Redis | None = None
         self._client_pid: int | None = None
         self._leases: LeaseKeeper | None = None
+        self._outcomes: tuple[redis.Redis, OutcomeWriter] | None = None
         self._lock = threading.Lock()
         # A pool process forked while another thread (the health server) held the lock would
         # inherit it held, and wait for it forever.
@@ -87,6 +89,20 @@ class WorkerRuntime:
                     stream_maxlen=settings.events_stream_maxlen,
                 )
             return self._leases
+
+    def outcomes(self) -> OutcomeWriter:
+        """This process's outcome writer, on this process's current client."""
+        client = self.client()
+        with self._lock:
+            if self._outcomes is None or self._outcomes[0] is not client:
+                writer = OutcomeWriter(
+                    client,
+                    self.keys,
+                    result_ttl_seconds=self.settings.result_ttl_seconds,
+                    stream_maxlen=self.settings.events_stream_maxlen,
+                )
+                self._outcomes = (client, writer)
+            return self._outcomes[1]
 
     def set_worker_name(self, name: str) -> None:
         """The Celery node name is known only once the worker starts; a client made before

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from celery import Celery, bootsteps, signals
 
+from conveyor_common import tracing
 from conveyor_common.envelope import ENVELOPE_KWARG, TaskEnvelope
 from conveyor_common.results import TaskFailure
 from conveyor_worker.advertise import Advertiser, WorkerInfo
@@ -105,6 +106,8 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
     def on_process_shutdown(pid: int | None = None, **_: Any) -> None:
         if pid != os.getpid():
             return
+        # A pool child ends without `atexit`: its last spans leave now or never.
+        tracing.flush()
         runtime.close()
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             from prometheus_client import multiprocess
@@ -145,6 +148,7 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
         if runtime.advertiser is not None:
             runtime.advertiser.stop()
         log.info("worker.stopped", worker=runtime.worker_name)
+        tracing.flush()
         runtime.close()
 
     def on_task_unknown(

@@ -14,7 +14,7 @@ from conveyor_common.envelope import TaskEnvelope
 from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_worker.errors import TaskInterrupted
-from conveyor_worker.events import RedisEventSink, make_event
+from conveyor_worker.events import make_event
 from conveyor_worker.leases import HeldAttempt, LeaseKeeper, Skipped, release_lease
 
 pytestmark = pytest.mark.integration
@@ -118,24 +118,18 @@ def test_release_deletes_only_its_own_lease(redis_client, redis_namespace):
     assert release_lease(redis_client, keeper.keys, str(second), "2:w9") is True
 
 
-def test_release_rides_with_the_final_event(redis_client, redis_namespace):
+def test_detach_hands_the_lease_over_once(redis_client, redis_namespace):
     keeper = keeper_for(redis_client, redis_namespace)
     env = envelope(uuid.uuid4(), 1)
     held = acquire(keeper, env)
     assert isinstance(held, HeldAttempt)
-    sink = RedisEventSink(redis_client, keeper.keys)
-    final = make_event(
-        EventType.SUCCEEDED,
-        job_id=env.job_id,
-        tenant_id="acme",
-        attempt=1,
-        task="echo",
-        worker="w1",
-    )
-    sink.append(final, then=[held.release_on])
-    assert stream_types(redis_client, keeper.keys)[-1] == EventType.SUCCEEDED
-    assert not redis_client.exists(keeper.keys.lease(str(env.job_id)))
+    lease = keeper.keys.lease(str(env.job_id))
+
+    assert held.detach() == "1:w1"  # the value the outcome script compares and deletes
     assert keeper.held() == []  # no longer renewed
+    assert held.detach() is None  # handed over once
+    held.release()  # and nothing else deletes it now
+    assert redis_client.get(lease) == b"1:w1"
 
 
 def test_heartbeat_renews_and_sets_a_vanished_lease_again(redis_client, redis_namespace):

@@ -49,6 +49,9 @@ def test_reliability_options_come_from_the_common_factory_unchanged():
         if not task.name.startswith("celery."):
             assert task.acks_late is True
             assert task.reject_on_worker_lost is True
+            # Celery stores nothing itself: the task's hooks write the outcome (outcome.py).
+            assert task.ignore_result is True
+            assert task.store_errors_even_if_ignored is False
 
 
 def test_readiness_says_not_consuming_before_the_worker_runs():

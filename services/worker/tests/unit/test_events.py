@@ -3,6 +3,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import pytest
+
 from conveyor_common.events import EventType, LifecycleEvent
 from conveyor_worker.events import DeferredFinalSink, PipelineOp, make_event
 
@@ -21,17 +23,16 @@ def event(type_: EventType) -> LifecycleEvent:
     return make_event(type_, job_id=uuid.uuid4(), tenant_id="t", attempt=1, task="x", worker="w")
 
 
-def test_final_events_wait_for_flush():
+def test_final_events_are_held_until_taken():
     target = RecordingSink()
     sink = DeferredFinalSink(target)
     sink.append(event(EventType.RECEIVED), event(EventType.STARTED))
     assert [len(b) for b in target.batches] == [2]  # passed on at once, as one batch
     sink.append(event(EventType.SUCCEEDED))
     assert len(target.batches) == 1  # held back
-    sink.flush()
-    assert [e.type for e in target.batches[-1]] == [EventType.SUCCEEDED]
-    sink.flush()  # nothing left: an empty append
-    assert target.batches[-1] == []
+    assert [e.type for e in sink.take()] == [EventType.SUCCEEDED]
+    assert sink.take() == []  # nothing left
+    assert len(target.batches) == 1  # the taker sends them, not the sink
 
 
 def test_a_batch_with_a_final_event_is_held_whole():
@@ -39,36 +40,17 @@ def test_a_batch_with_a_final_event_is_held_whole():
     sink = DeferredFinalSink(target)
     sink.append(event(EventType.RECEIVED), event(EventType.FAILED))
     assert target.batches == []
-    sink.flush()
-    assert [e.type for e in target.batches[0]] == [EventType.RECEIVED, EventType.FAILED]
+    assert [e.type for e in sink.take()] == [EventType.RECEIVED, EventType.FAILED]
 
 
-def test_unstored_success_becomes_a_retryable_failure():
-    target = RecordingSink()
-    sink = DeferredFinalSink(target)
-    sink.append(event(EventType.SUCCEEDED))
-    sink.flush_as_failure(error_type="OperationalError", message="redis went away")
-    (failed,) = target.batches[0]
-    assert failed.type == EventType.FAILED
-    assert (failed.error_type, failed.error_message, failed.retryable) == (
-        "OperationalError",
-        "redis went away",
-        True,
-    )
-
-
-def test_commands_ride_along_with_the_final_event():
+def test_commands_ride_along_with_events_passed_on_but_not_with_a_final_one():
     target = RecordingSink()
     sink = DeferredFinalSink(target)
 
-    def release(_pipe):
+    def command(_pipe):
         return None
 
-    sink.append(event(EventType.SUCCEEDED))
-    sink.flush(then=[release])
-    assert [e.type for e in target.batches[0]] == [EventType.SUCCEEDED]
-    assert target.ops[0] == [release]  # same round trip as the event
-    sink.append(event(EventType.SUCCEEDED))
-    sink.flush_as_failure(error_type="E", message="m", then=[release])
-    assert target.batches[1][0].type == EventType.FAILED
-    assert target.ops[1] == [release]
+    sink.append(event(EventType.SKIPPED), then=[command])
+    assert target.ops == [[command]]
+    with pytest.raises(ValueError, match="final event"):
+        sink.append(event(EventType.SUCCEEDED), then=[command])

@@ -1,5 +1,9 @@
 """API-key authentication: job-service verifies a key; the gateway remembers a positive answer
-for a few seconds, keyed by a SHA-256 digest of the key (never the key, which is never logged)."""
+for a few seconds, keyed by a SHA-256 digest of the key (never the key, which is never logged).
+
+A remembered answer lasts `ttl_seconds`, never past the key's own expiry, and is dropped at once
+when the key is revoked or rotated (`forget`, called by `KeyRevocations` for this replica's own
+changes and for every other replica's, heard through Redis)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import structlog
 from pydantic import BaseModel
@@ -31,6 +36,7 @@ class VerifiedKey(BaseModel):
     tenant_id: str
     scopes: list[str]
     key_id: str
+    expires_at: datetime | None = None
 
 
 class VerifyRequest(BaseModel):
@@ -54,12 +60,26 @@ class KeyVerifier:
         ttl_seconds: float,
         max_entries: int,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._job_service = job_service
         self._ttl = ttl_seconds
         self._max_entries = max_entries
         self._clock = clock
+        self._wall_clock = wall_clock
         self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+
+    def forget(self, key_id: str) -> int:
+        """Drops every remembered answer for the key; returns how many there were. A scan, not
+        an index: revocations are rare and the cache is bounded, so the request path stays a
+        single dictionary lookup."""
+        stale = [d for d, (_, principal) in self._cache.items() if principal.key_id == key_id]
+        for digest in stale:
+            del self._cache[digest]
+        return len(stale)
+
+    def clear(self) -> None:
+        self._cache.clear()
 
     async def verify(self, key: str, ctx: CallContext) -> Principal:
         if len(key) > MAX_KEY_LENGTH:
@@ -69,15 +89,17 @@ class KeyVerifier:
         now = self._clock()
         cached = self._cache.get(digest)
         if cached is not None:
-            expires_at, principal = cached
-            if expires_at > now:
+            remembered_until, principal = cached
+            if remembered_until > now:
                 return principal
             del self._cache[digest]
-        principal = await self._ask(key, digest, ctx)
-        self._remember(digest, principal, now)
+        principal, key_expires_at = await self._ask(key, digest, ctx)
+        self._remember(digest, principal, now, key_expires_at)
         return principal
 
-    async def _ask(self, key: str, digest: bytes, ctx: CallContext) -> Principal:
+    async def _ask(
+        self, key: str, digest: bytes, ctx: CallContext
+    ) -> tuple[Principal, datetime | None]:
         body = VerifyRequest(key=key).model_dump_json().encode()
         response = await self._job_service.request("POST", VERIFY_PATH, ctx, content=body)
         if response.status_code in _REJECTED:
@@ -85,14 +107,21 @@ class KeyVerifier:
             raise InvalidCredentials("The API key is not valid.")
         self._job_service.check(response, 200)
         answer = self._job_service.parse(response, VerifiedKey)
-        return Principal(
+        principal = Principal(
             tenant_id=answer.tenant_id, key_id=answer.key_id, scopes=frozenset(answer.scopes)
         )
+        return principal, answer.expires_at
 
-    def _remember(self, digest: bytes, principal: Principal, now: float) -> None:
-        if self._ttl <= 0:
+    def _remember(
+        self, digest: bytes, principal: Principal, now: float, expires_at: datetime | None
+    ) -> None:
+        lifetime = self._ttl
+        if expires_at is not None:
+            # Never past the key's expiry: a rotation's overlap ends on time on every replica.
+            lifetime = min(lifetime, (expires_at - self._wall_clock()).total_seconds())
+        if lifetime <= 0:
             return
-        self._cache[digest] = (now + self._ttl, principal)
+        self._cache[digest] = (now + lifetime, principal)
         self._cache.move_to_end(digest)
         while len(self._cache) > self._max_entries:
             self._cache.popitem(last=False)

@@ -63,7 +63,12 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
         pattern=r"^[\x21-\x7e]+$",  # visible ASCII: it travels in headers and logs
-        description="Submitting again with the same key returns the job already accepted.",
+        description=(
+            "Submitting again with the same key and body returns what the first request "
+            "accepted (`200`); the same key with another body is `422`. Keys are per tenant and "
+            "deduplicate for the deployment's retention window (a day by default); after it "
+            "the same key submits a new job."
+        ),
     ),
 ]
 
@@ -72,7 +77,10 @@ IdempotencyKey = Annotated[
     "/jobs",
     status_code=202,
     response_model=JobRead,
-    responses=problem_responses(*_SUBMIT_PROBLEMS),
+    responses={
+        200: {"model": JobRead, "description": "Accepted earlier with this Idempotency-Key"},
+        **problem_responses(*_SUBMIT_PROBLEMS),
+    },
     summary="Submit a job",
 )
 async def submit_job(
@@ -91,13 +99,25 @@ async def submit_job(
     "/jobs/batch",
     status_code=202,
     response_model=BatchRead,
-    responses=problem_responses(*_SUBMIT_PROBLEMS),
+    responses={
+        200: {"model": BatchRead, "description": "Accepted earlier with this Idempotency-Key"},
+        **problem_responses(*_SUBMIT_PROBLEMS),
+    },
     summary="Submit up to 1,000 jobs in one transaction",
+    description=(
+        "With an `Idempotency-Key`, job *i* of the batch carries the key `<key> #<i>` (its "
+        "task's own key for its effects)."
+    ),
 )
 async def submit_batch(
-    batch: BatchCreate, principal: Writer, jobs: JobsDep, request: Request
+    batch: BatchCreate,
+    principal: Writer,
+    jobs: JobsDep,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    return relay(await jobs.submit_batch(batch, call_context(request, principal.tenant_id)))
+    ctx = call_context(request, principal.tenant_id)
+    return relay(await jobs.submit_batch(batch, ctx, idempotency_key))
 
 
 @router.get(

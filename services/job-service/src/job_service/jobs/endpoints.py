@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import AwareDatetime
 
-from conveyor_common import limits
+from conveyor_common import limits, tracing
 from conveyor_common.internal import TenantDep
 from conveyor_common.jobs import (
     BatchCreate,
@@ -29,11 +30,13 @@ from conveyor_common.problems import (
 )
 from conveyor_common.statuses import JobStatus
 from job_service.db import SessionDep, after_commit
-from job_service.deps import CancelKeysDep, CatalogDep, RelayDep, TimeLimitsDep
-from job_service.jobs.errors import JobAlreadyFinished, JobNotRetryable
+from job_service.deps import CancelKeysDep, CatalogDep, RelayDep, SettingsDep, TimeLimitsDep
+from job_service.jobs.errors import IdempotencyKeyInUse, JobAlreadyFinished, JobNotRetryable
 from job_service.jobs.service import JobService
 
 router = APIRouter(prefix="/internal/v1/jobs", tags=["jobs"])
+
+SUBMIT_SPAN = "jobs.submit"
 
 _WRITE_ERRORS = problem_responses(
     MalformedBody, Unauthorized, PayloadTooLarge, InvalidRequest, ServiceUnavailable
@@ -41,12 +44,27 @@ _WRITE_ERRORS = problem_responses(
 
 
 def get_job_service(
-    session: SessionDep, catalog: CatalogDep, time_limits: TimeLimitsDep
+    session: SessionDep, catalog: CatalogDep, time_limits: TimeLimitsDep, settings: SettingsDep
 ) -> JobService:
-    return JobService(session, catalog, time_limits=time_limits)
+    return JobService(
+        session,
+        catalog,
+        time_limits=time_limits,
+        idempotency_retention=timedelta(seconds=settings.idempotency_retention_seconds),
+    )
 
 
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
+        pattern=r"^[\x21-\x7e]+$",
+    ),
+]
 
 
 @router.post(
@@ -63,17 +81,21 @@ async def submit_job(
     service: JobServiceDep,
     relay: RelayDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
-            pattern=r"^[\x21-\x7e]+$",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobRead:
-    job, created = await service.submit(tenant, body, idempotency_key=idempotency_key)
+    # The submit span's context goes into the job row and from there into every message for
+    # the job: the worker's span becomes its child. Off, `span` hands out a shared no-op.
+    with tracing.span(SUBMIT_SPAN, kind=tracing.SpanKind.PRODUCER) as span:
+        job, created = await service.submit(
+            tenant,
+            body,
+            idempotency_key=idempotency_key,
+            traceparent=tracing.current_traceparent(),
+        )
+        if span is not None:
+            span.set_attributes(
+                {"conveyor.job.id": str(job.id), "conveyor.task": job.task, "conveyor.jobs": 1}
+            )
     if created:
         after_commit(service.session, relay.wake)
     else:
@@ -82,12 +104,36 @@ async def submit_job(
     return job
 
 
-@router.post("/batch", status_code=status.HTTP_202_ACCEPTED, responses=_WRITE_ERRORS)
+@router.post(
+    "/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        200: {"model": BatchRead, "description": "An earlier request with the same key and body"},
+        **_WRITE_ERRORS,
+        **problem_responses(IdempotencyKeyInUse),
+    },
+)
 async def submit_batch(
-    body: BatchCreate, tenant: TenantDep, service: JobServiceDep, relay: RelayDep
+    body: BatchCreate,
+    tenant: TenantDep,
+    service: JobServiceDep,
+    relay: RelayDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchRead:
-    jobs = await service.submit_batch(tenant, body)
-    after_commit(service.session, relay.wake)
+    with tracing.span(SUBMIT_SPAN, kind=tracing.SpanKind.PRODUCER) as span:
+        jobs, created = await service.submit_batch(
+            tenant,
+            body,
+            idempotency_key=idempotency_key,
+            traceparent=tracing.current_traceparent(),
+        )
+        if span is not None:
+            span.set_attribute("conveyor.jobs", len(jobs))
+    if created:
+        after_commit(service.session, relay.wake)
+    else:
+        response.status_code = status.HTTP_200_OK
     return BatchRead(jobs=jobs)
 
 

@@ -8,6 +8,11 @@ class IdempotencyKeyReused(InvalidRequest):
     title = "This Idempotency-Key was used with a different request body"
 
 
+class IdempotencyKeyInUse(Conflict):
+    slug = "idempotency-key-in-use"
+    title = "Another request with this Idempotency-Key is being committed; retry it"
+
+
 class JobAlreadyFinished(Conflict):
     slug = "job-already-finished"
     title = "The job already finished"

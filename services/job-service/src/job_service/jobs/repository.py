@@ -1,20 +1,26 @@
 """All SQL about jobs, their outbox rows and their history.
 
-Bulk paths are built so their cost in round trips does not grow with the number of rows:
-multi-row INSERTs (SQLAlchemy's "insertmanyvalues", one statement per ~1,000 rows), UPDATEs by
-primary key sent as one executemany, and `IN (...)` selects."""
+Bulk paths are built so their cost in round trips does not grow with the number of rows. On
+PostgreSQL each is one statement with one array parameter per column (`jobs/bulk.py`): a batch
+of jobs and their outbox rows is one INSERT, a batch of lifecycle events one UPDATE plus the
+history INSERT, and id lists are `= ANY(array)`, so the statement text never depends on the row
+count (no new prepared statement per batch size). On SQLite: multi-row INSERTs, an executemany
+UPDATE, `IN (...)`."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, Self, cast
 
 from sqlalchemy import (
     ColumnElement,
     Table,
+    TextClause,
     and_,
+    any_,
     bindparam,
     delete,
     exists,
@@ -22,12 +28,14 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conveyor_common.statuses import FINAL_STATUSES, JobStatus
+from job_service.jobs.bulk import ArrayColumns, insert_sql
 from job_service.models import Job, JobEvent, OutboxEntry
 
 jobs = cast(Table, Job.__table__)
@@ -47,6 +55,7 @@ _PUBLISH_COLUMNS = (
     jobs.c.cycle,
     jobs.c.timeout_seconds,
     jobs.c.idempotency_key,
+    jobs.c.traceparent,
 )
 
 # Columns the event reader needs to run the state machine and label metrics.
@@ -89,6 +98,77 @@ _STATE_UPDATE = (
 )
 
 
+_OUTBOX_KEYS = ("job_id", "tenant_id", "created_at")
+_EVENT_KEYS = tuple(c.key for c in job_events.c if c.key != "id")
+_EVENT_CONFLICT = " ON CONFLICT (job_id, cycle, attempt, type) DO NOTHING"
+
+
+@cache
+def _jobs_with_outbox_sql(job_keys: tuple[str, ...]) -> TextClause:
+    """Jobs and their outbox rows in one statement (the outbox rows reference the jobs; the
+    foreign key is checked at the end of the statement, when both exist)."""
+    return text(
+        f"WITH inserted AS ({insert_sql(jobs, job_keys)}) "
+        + insert_sql(outbox, _OUTBOX_KEYS, prefix="o")
+    )
+
+
+@cache
+def _insert_sql(table: Table, keys: tuple[str, ...], suffix: str = "") -> TextClause:
+    return text(insert_sql(table, keys, suffix=suffix))
+
+
+_STATE_COLUMNS_SET = (
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "next_attempt_at",
+    "error_type",
+    "error_message",
+    "traceback",
+    "updated_at",
+)
+_STATES = ArrayColumns(jobs, ("id", *_STATE_COLUMNS_SET), "u")
+_STATES_AND_HISTORY = text(
+    "WITH updated AS (UPDATE jobs SET "
+    + ", ".join(f"{name} = s.{name}" for name in _STATE_COLUMNS_SET)
+    + f" FROM {_STATES.unnest('s')} WHERE jobs.id = s.id) "
+    + insert_sql(job_events, _EVENT_KEYS, prefix="e", suffix=_EVENT_CONFLICT)
+)
+
+
+# The optimistic apply (`record_states_if_unchanged`): every job of the batch with the
+# (status, attempts, cycle) its new state was decided from, and whether it changes. A job's new
+# state and its history are written only if its row still holds those; the ids written come back.
+_GUARDED_STATES_AND_HISTORY = text(
+    "WITH g AS (SELECT * FROM unnest(CAST(:g0 AS UUID[]), CAST(:g1 AS VARCHAR(16)[]), "
+    "CAST(:g2 AS INTEGER[]), CAST(:g3 AS INTEGER[]), CAST(:g4 AS BOOLEAN[])) "
+    "AS g(id, expected_status, expected_attempts, expected_cycle, changed)), "
+    "updated AS (UPDATE jobs SET "
+    + ", ".join(f"{name} = s.{name}" for name in _STATE_COLUMNS_SET)
+    + f" FROM {_STATES.unnest('s')}, g WHERE jobs.id = s.id AND g.id = s.id"
+    " AND jobs.status = g.expected_status AND jobs.attempts = g.expected_attempts"
+    " AND jobs.cycle = g.expected_cycle RETURNING jobs.id), "
+    "kept AS (SELECT jobs.id FROM g JOIN jobs ON jobs.id = g.id WHERE NOT g.changed"
+    " AND jobs.status = g.expected_status AND jobs.attempts = g.expected_attempts"
+    " AND jobs.cycle = g.expected_cycle), "
+    "applied AS (SELECT id FROM updated UNION ALL SELECT id FROM kept), "
+    "recorded AS ("
+    + insert_sql(
+        job_events,
+        _EVENT_KEYS,
+        prefix="e",
+        suffix=" WHERE r.job_id IN (SELECT id FROM applied)" + _EVENT_CONFLICT,
+    )
+    + ") SELECT id FROM applied"
+)
+
+
+def _state_key(column: str) -> str:
+    return f"b_{column}"
+
+
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -101,18 +181,48 @@ class JobRepository:
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
+    @property
+    def _bulk(self) -> bool:
+        """Array-parameter statements (`jobs/bulk.py`): PostgreSQL only."""
+        return self._dialect == "postgresql"
+
+    def _id_in(self, column: Any, ids: Sequence[Any]) -> ColumnElement[bool]:
+        """`column = ANY(:ids)` on PostgreSQL (one statement text for any number of ids),
+        `column IN (...)` elsewhere."""
+        if self._bulk:
+            array = bindparam(None, list(ids), type_=postgresql.ARRAY(column.type))
+            return cast(ColumnElement[bool], column == any_(array))
+        return cast(ColumnElement[bool], column.in_(list(ids)))
+
     def _insert(self, table: Any) -> Any:
         """A dialect INSERT, for ON CONFLICT (PostgreSQL and SQLite both have it)."""
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
 
     # --- submission -----------------------------------------------------------------------
 
-    async def insert_jobs(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """One multi-row INSERT per ~1,000 rows (every row must have the same keys)."""
-        if rows:
+    async def insert_jobs(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        outbox_rows: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Jobs (every row with the same keys) and, in the same statement on PostgreSQL, their
+        outbox rows (`job_id`, `tenant_id`, `created_at`)."""
+        if not rows:
+            await self.insert_outbox(outbox_rows)
+            return
+        if not self._bulk:
             # RETURNING makes SQLAlchemy batch the rows into multi-row VALUES statements
             # ("insertmanyvalues") instead of one execution per row.
             await self.session.execute(insert(jobs).returning(jobs.c.id), list(rows))
+            await self.insert_outbox(outbox_rows)
+            return
+        keys = tuple(rows[0])
+        params = ArrayColumns(jobs, keys, "p").params(rows)
+        if not outbox_rows:
+            await self.session.execute(_insert_sql(jobs, keys), params)
+            return
+        params.update(ArrayColumns(outbox, _OUTBOX_KEYS, "o").params(outbox_rows))
+        await self.session.execute(_jobs_with_outbox_sql(keys), params)
 
     async def insert_job_if_absent(self, row: Mapping[str, Any]) -> bool:
         """Inserts unless (tenant_id, idempotency_key) exists; True when inserted."""
@@ -124,9 +234,29 @@ class JobRepository:
         )
         return (await self.session.execute(stmt)).first() is not None
 
+    async def insert_jobs_if_absent(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """`insert_jobs` skipping rows whose (tenant_id, idempotency_key) exists; returns how
+        many were inserted. A row that conflicts with one another transaction has not committed
+        yet waits for it, so concurrent duplicates are decided by the first commit."""
+        if not rows:
+            return 0
+        stmt = (
+            self._insert(jobs)
+            .on_conflict_do_nothing(index_elements=[jobs.c.tenant_id, jobs.c.idempotency_key])
+            .returning(jobs.c.id)
+        )
+        return len((await self.session.execute(stmt, list(rows))).all())
+
     async def insert_outbox(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        if rows:
-            await self.session.execute(insert(outbox).returning(outbox.c.id), list(rows))
+        if not rows:
+            return
+        if self._bulk:
+            await self.session.execute(
+                _insert_sql(outbox, _OUTBOX_KEYS),
+                ArrayColumns(outbox, _OUTBOX_KEYS, "p").params(rows),
+            )
+            return
+        await self.session.execute(insert(outbox).returning(outbox.c.id), list(rows))
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -137,6 +267,32 @@ class JobRepository:
     async def get_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
         stmt = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_by_idempotency_keys(self, tenant_id: str, keys: Sequence[str]) -> list[Job]:
+        stmt = select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key.in_(keys))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def release_idempotency_keys(
+        self, tenant_id: str, keys: Sequence[str], cutoff: datetime
+    ) -> int:
+        """Clears these keys from the tenant's jobs created at or before `cutoff` (their window
+        is over), so the keys can name new jobs; returns how many rows changed. Nothing else of
+        the rows changes. On PostgreSQL a row another transaction is releasing is waited for and
+        then no longer matches, so of two concurrent reuses only one inserts (the unique index
+        turns the other into a replay)."""
+        if not keys:
+            return 0
+        stmt = (
+            update(jobs)
+            .where(
+                jobs.c.tenant_id == tenant_id,
+                self._id_in(jobs.c.idempotency_key, keys),
+                jobs.c.created_at <= cutoff,
+            )
+            .values(idempotency_key=None)
+        )
+        result = await self.session.execute(stmt)
+        return int(getattr(result, "rowcount", 0))
 
     async def list(
         self,
@@ -205,7 +361,7 @@ class JobRepository:
             return 0
         stmt = (
             update(jobs)
-            .where(jobs.c.id.in_(list(job_ids)), jobs.c.status == JobStatus.PENDING)
+            .where(self._id_in(jobs.c.id, job_ids), jobs.c.status == JobStatus.PENDING)
             .values(
                 status=JobStatus.QUEUED, attempts=jobs.c.attempts + 1, queued_at=now, updated_at=now
             )
@@ -215,7 +371,7 @@ class JobRepository:
 
     async def delete_outbox(self, outbox_ids: Sequence[int]) -> None:
         if outbox_ids:
-            await self.session.execute(delete(outbox).where(outbox.c.id.in_(list(outbox_ids))))
+            await self.session.execute(delete(outbox).where(self._id_in(outbox.c.id, outbox_ids)))
 
     # --- lifecycle events -----------------------------------------------------------------
 
@@ -225,20 +381,71 @@ class JobRepository:
             return []
         stmt = (
             select(*STATE_COLUMNS)
-            .where(jobs.c.id.in_(list(job_ids)))
+            .where(self._id_in(jobs.c.id, job_ids))
             .order_by(jobs.c.id)
             .with_for_update()
         )
         return (await self.session.execute(stmt)).all()
 
+    async def read_states(self, job_ids: Sequence[uuid.UUID]) -> Sequence[Any]:
+        """The jobs' state columns, unlocked (for `record_states_if_unchanged`)."""
+        if not job_ids:
+            return []
+        stmt = select(*STATE_COLUMNS).where(self._id_in(jobs.c.id, job_ids))
+        return (await self.session.execute(stmt)).all()
+
+    async def record_states_if_unchanged(
+        self,
+        guards: Sequence[tuple[uuid.UUID, JobStatus, int, int, bool]],
+        params: Sequence[Mapping[str, Any]],
+        history: Sequence[Mapping[str, Any]],
+    ) -> set[uuid.UUID]:
+        """PostgreSQL only, one statement. `guards`: (id, status, attempts, cycle, changes) of
+        every job of the batch as it was read. A job whose row still holds that status,
+        attempts and cycle gets its new state (`params`, as for `record_states`) and its
+        history rows; the others get nothing. Returns the ids of the jobs written."""
+        ids, statuses, attempts, cycles, changes = zip(*guards, strict=True) if guards else ((),) * 5
+        values: dict[str, Any] = {
+            "g0": list(ids),
+            "g1": [JobStatus(status).value for status in statuses],
+            "g2": list(attempts),
+            "g3": list(cycles),
+            "g4": list(changes),
+        }
+        values.update(_STATES.params(params, _state_key))
+        values.update(ArrayColumns(job_events, _EVENT_KEYS, "e").params(history))
+        result = await self.session.execute(_GUARDED_STATES_AND_HISTORY, values)
+        return {row[0] for row in result}
+
     async def update_states(self, params: Sequence[Mapping[str, Any]]) -> None:
-        """One executemany of UPDATE-by-id; keys are `b_<column>` (see `_STATE_UPDATE`)."""
-        if params:
-            await self.session.execute(_STATE_UPDATE, list(params))
+        """UPDATE-by-id of the state columns; keys are `b_<column>` (see `_STATE_UPDATE`)."""
+        await self.record_states(params, ())
+
+    async def record_states(
+        self, params: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """New states of jobs (keys `b_<column>`, see `_STATE_UPDATE`) and history rows: one
+        statement on PostgreSQL, an executemany UPDATE and a multi-row INSERT elsewhere."""
+        if not params and not history:
+            return
+        if not self._bulk:
+            if params:
+                await self.session.execute(_STATE_UPDATE, list(params))
+            await self.insert_events(history)
+            return
+        values = _STATES.params(params, _state_key)
+        values.update(ArrayColumns(job_events, _EVENT_KEYS, "e").params(history))
+        await self.session.execute(_STATES_AND_HISTORY, values)
 
     async def insert_events(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """History rows; one already recorded for (job, attempt, type) is left as it is."""
         if not rows:
+            return
+        if self._bulk:
+            await self.session.execute(
+                _insert_sql(job_events, _EVENT_KEYS, _EVENT_CONFLICT),
+                ArrayColumns(job_events, _EVENT_KEYS, "p").params(rows),
+            )
             return
         stmt = (
             self._insert(job_events)

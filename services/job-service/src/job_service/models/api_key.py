@@ -24,3 +24,6 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The key this one replaced by rotation. Unique: a key is rotated at most once (rotate its
+    # replacement next time), which also makes two concurrent rotations of one key fail.
+    rotated_from: Mapped[uuid.UUID | None] = mapped_column(index=True, unique=True)

@@ -62,6 +62,9 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(limits.MAX_IDEMPOTENCY_KEY_LENGTH))
     # sha256 of the submitted body, to tell a retried request from a reused key.
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The W3C traceparent of the span that submitted the job (tracing on): every attempt's
+    # message carries it, so one trace follows the job through retries.
+    traceparent: Mapped[str | None] = mapped_column(String(limits.MAX_TRACEPARENT_LENGTH))
     error_type: Mapped[str | None] = mapped_column(String(limits.MAX_NAME_LENGTH))
     error_message: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)

@@ -26,6 +26,9 @@ def args_errors(
     validator: Draft202012Validator, args: dict[str, Any], prefix: str
 ) -> list[FieldError]:
     """Field errors for `args`, each field spelled `<prefix>.<path>` (prefix e.g. `body.args`)."""
+    if validator.is_valid(args):
+        # The common case, at a third of the cost of collecting (no) errors.
+        return []
     errors: list[FieldError] = []
     for error in sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path)):
         errors.extend(_describe(error, prefix))

@@ -1,0 +1,1 @@
+"""`/v1/api-keys`: a tenant admin's own keys, created, listed, revoked and rotated."""

@@ -49,8 +49,7 @@ async def works(gateway: httpx.AsyncClient, key: str) -> int:
 
 
 async def listening(gateway: httpx.AsyncClient) -> httpx.AsyncClient:
-    """Waits until the gateway hears revocations: its first subscription empties the cache,
-    which would otherwise wipe what a test has just made it remember."""
+    """Waits until the gateway hears revocations that other replicas announce."""
     await asyncio.wait_for(gateway.app.state.key_revocations.subscribed.wait(), 5)  # type: ignore[attr-defined]
     return gateway
 
@@ -201,6 +200,27 @@ async def test_revocation_without_redis_still_takes_effect_here(
     events = [entry["event"] for entry in logs]
     assert "auth.revocation_not_broadcast" in events
     assert "auth.revocations_unavailable" in events
+
+
+async def test_a_replica_that_lost_redis_forgets_everything_when_it_is_back(
+    open_gateway: Any, double: Any, own_redis_server: Any
+) -> None:
+    server = own_redis_server()
+    victim = double.add_api_key("acme", ["jobs:read"])
+    async with open_gateway(redis_url=server.url, **LONG_TTL) as gateway:
+        await listening(gateway)
+        assert await works(gateway, victim["key"]) == 200
+        server.stop()
+        # Revoked elsewhere while this replica could not hear of it.
+        double.api_keys[victim["id"]]["revoked_at"] = datetime.now(UTC).isoformat()
+        await eventually(lambda: _not_listening(gateway))
+        assert await works(gateway, victim["key"]) == 200  # the cached answer, for now
+        server.start()
+        await eventually(lambda: _is(works(gateway, victim["key"]), 401), timeout=10.0)
+
+
+async def _not_listening(gateway: httpx.AsyncClient) -> bool:
+    return not gateway.app.state.key_revocations.subscribed.is_set()  # type: ignore[attr-defined]
 
 
 async def test_another_tenants_key_answers_like_a_missing_one_and_is_untouched(

@@ -167,7 +167,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="Conveyor job-service",
         lifespan=lifespan,
         readiness=_readiness,
-        description="Internal API: jobs, dead letters, the task catalog and API-key verification.",
+        description="Internal API: jobs, dead letters, the task catalog and API keys.",
     )
     app.state.settings = settings
     install_transient_error_handlers(app)

@@ -146,6 +146,22 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def autocommit_sessionmaker(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession] | None:
+    """On PostgreSQL, sessions whose every statement is its own transaction: no BEGIN and
+    COMMIT round trips around work that is one statement, or reads that lock nothing (a
+    background loop's "anything to do?"). None on SQLite, whose writers must BEGIN IMMEDIATE."""
+    engine = sessionmaker.kw.get("bind")
+    if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+        return None
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
 AfterCommit = Callable[[], None] | Callable[[], Awaitable[None]]
 
 

@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.statuses import JobStatus
 from job_service.background import BackgroundLoop, backoff_delay
 from job_service.clock import utcnow
+from job_service.db import autocommit_sessionmaker
 from job_service.jobs.repository import JobRepository
 from job_service.jobs.retry_policy import RetryPolicy
 from job_service.jobs.state_machine import JobState, apply_event
@@ -51,6 +52,9 @@ T = TypeVar("T")
 _MAX_ATTEMPT = 2**31 - 1
 # Consumers with nothing pending and idle this long are removed from the group.
 _DEAD_CONSUMER_IDLE_MS = 3_600_000
+# Optimistic rounds (EventApplier) before the events of jobs that kept changing under them are
+# applied under locks. A round is lost only to a concurrent write to the same job.
+_OPTIMISTIC_ROUNDS = 3
 # The events that end an attempt: the ones traced when applied.
 _OUTCOME_EVENTS = frozenset({EventType.SUCCEEDED, EventType.FAILED})
 
@@ -61,22 +65,33 @@ def consumer_name() -> str:
 
 @dataclass
 class _Outcome:
-    """Metric observations of one batch, recorded only after it committed."""
+    """Metric observations of one batch (by job), recorded only after it committed."""
 
-    started: list[tuple[str, str, float | None]] = field(default_factory=list)
-    finished: list[tuple[str, str, str]] = field(default_factory=list)
-    applied: int = 0
+    started: list[tuple[uuid.UUID, str, str, float | None]] = field(default_factory=list)
+    finished: list[tuple[uuid.UUID, str, str, str]] = field(default_factory=list)
+    applied: Counter[uuid.UUID] = field(default_factory=Counter)
     # Outcome events (succeeded, failed) that changed their job, with its new status: each gets
     # a span in the job's trace once the batch committed (tracing on only).
     traced: list[tuple[LifecycleEvent, JobStatus]] = field(default_factory=list)
 
+    def only(self, job_ids: set[uuid.UUID]) -> _Outcome:
+        """The observations of these jobs (the ones a batch actually wrote)."""
+        return _Outcome(
+            started=[item for item in self.started if item[0] in job_ids],
+            finished=[item for item in self.finished if item[0] in job_ids],
+            applied=Counter({k: n for k, n in self.applied.items() if k in job_ids}),
+            traced=[item for item in self.traced if item[0].job_id in job_ids],
+        )
+
     def record(self) -> None:
         # One label look-up per label set, not per job: a batch holds hundreds of jobs of a
         # few tasks, and `labels()` costs more than the increment.
-        for (task, queue), n in Counter((task, queue) for task, queue, _ in self.started).items():
+        for (task, queue), n in Counter(
+            (task, queue) for _, task, queue, _ in self.started
+        ).items():
             metrics.JOBS_STARTED.labels(task, queue).inc(n)
         waits: dict[tuple[str, str], list[float]] = {}
-        for task, queue, wait in self.started:
+        for _, task, queue, wait in self.started:
             if wait is not None:
                 waits.setdefault((task, queue), []).append(max(wait, 0.0))
         for (task, queue), observed in waits.items():
@@ -85,9 +100,9 @@ class _Outcome:
                 histogram.observe(wait)
         # Run time is the workers' metric (conveyor_job_run_duration_seconds): no name is
         # exported by two services, so a sum across them never counts an attempt twice.
-        for (task, queue, status), n in Counter(self.finished).items():
+        for (_, task, queue, status), n in Counter(self.finished).items():
             metrics.JOBS_FINISHED.labels(task, queue, status).inc(n)
-        EVENTS_APPLIED.inc(self.applied)
+        EVENTS_APPLIED.inc(sum(self.applied.values()))
 
 
 class EventReader(BackgroundLoop):
@@ -307,10 +322,17 @@ class EventReader(BackgroundLoop):
 
 
 class EventApplier:
-    """Applies lifecycle events to job rows through the state machine, in one transaction per
-    call: lock the affected jobs, decide in Python, one executemany UPDATE, one multi-row
-    INSERT of history. Used by the stream reader and by the reconciler (for the outcomes it
-    reads back from the result backend), so both follow the same rules."""
+    """Applies lifecycle events to job rows through the state machine. Used by the stream
+    reader and by the reconciler (for the outcomes it reads back from the result backend), so
+    both follow the same rules.
+
+    On PostgreSQL optimistically, in two statements and no explicit transaction (two round
+    trips per batch instead of four): read the jobs' state, decide in Python, then one
+    statement writes each job's new state and history only where its row still holds the
+    status, attempts and cycle the decision was made from (`record_states_if_unchanged`). Jobs
+    that another writer (the relay, a cancel, another replica) changed meanwhile are decided
+    again from their new state; after a few such rounds, or on SQLite, the remaining events
+    are applied the pessimistic way: one transaction that locks the jobs, decides, writes."""
 
     def __init__(
         self,
@@ -322,59 +344,116 @@ class EventApplier:
         self._sessionmaker = sessionmaker
         self._jitter = jitter
         self._clock = clock
+        self._unlocked = autocommit_sessionmaker(sessionmaker)
 
     async def apply(self, events: Sequence[LifecycleEvent]) -> None:
-        """Applies events (in the given order) in one transaction."""
-        outcome = _Outcome()
+        """Applies events (in the given order: within a job, in order)."""
+        pending = list(events)
+        if not pending:
+            return
+        if self._unlocked is not None:
+            for _ in range(_OPTIMISTIC_ROUNDS):
+                pending = await self._apply_unlocked(pending)
+                if not pending:
+                    return
+        await self._apply_locked(pending)
+
+    async def _apply_unlocked(self, events: list[LifecycleEvent]) -> list[LifecycleEvent]:
+        """One optimistic round; returns the events of the jobs it could not write."""
+        assert self._unlocked is not None
+        now = self._clock()
+        started_ns = time.time_ns() if tracing.enabled() else 0
+        async with self._unlocked() as session:
+            repository = JobRepository.from_session(session)
+            rows = {row.id: row for row in await repository.read_states(_job_ids(events))}
+            decision = self._decide(events, rows, now, trace=bool(started_ns))
+            guards = [
+                (job_id, row.status, row.attempts, row.cycle, job_id in decision.changed)
+                for job_id, row in rows.items()
+            ]
+            written = await repository.record_states_if_unchanged(
+                guards, decision.updates(now), decision.history_rows()
+            )
+        decision.outcome.only(written).record()
+        _record_spans(decision.outcome.only(written).traced, started_ns, len(events))
+        # Unknown jobs are not retried: they were logged and will stay unknown.
+        return [event for event in events if event.job_id in rows.keys() - written]
+
+    async def _apply_locked(self, events: list[LifecycleEvent]) -> None:
+        """In one transaction: lock the jobs (in id order, so two appliers can't deadlock),
+        decide, one UPDATE and one history INSERT (one statement on PostgreSQL)."""
         now = self._clock()
         started_ns = time.time_ns() if tracing.enabled() else 0
         async with self._sessionmaker() as session, session.begin():
             repository = JobRepository.from_session(session)
-            job_ids = sorted({event.job_id for event in events})
-            rows = {row.id: row for row in await repository.lock_states(job_ids)}
-            states = {job_id: _state_of(row) for job_id, row in rows.items()}
-            changed: set[uuid.UUID] = set()
-            history: dict[tuple[uuid.UUID, int, str], dict[str, Any]] = {}
-            for raw_event in events:
-                event = _normalized(raw_event)
-                row = rows.get(event.job_id)
-                if row is None or row.tenant_id != event.tenant_id:
-                    log.warning(
-                        "events.unknown_job", job_id=str(event.job_id), tenant_id=event.tenant_id
-                    )
-                    continue
-                history.setdefault(
-                    (event.job_id, event.attempt, event.type.value),
-                    _history_row(event, row.cycle, now),
+            rows = {row.id: row for row in await repository.lock_states(_job_ids(events))}
+            decision = self._decide(events, rows, now, trace=bool(started_ns))
+            await repository.record_states(decision.updates(now), decision.history_rows())
+        decision.outcome.record()
+        _record_spans(decision.outcome.traced, started_ns, len(events))
+
+    def _decide(
+        self,
+        events: Sequence[LifecycleEvent],
+        rows: Mapping[uuid.UUID, Any],
+        now: datetime,
+        *,
+        trace: bool,
+    ) -> _Decision:
+        decision = _Decision({job_id: _state_of(row) for job_id, row in rows.items()})
+        for raw_event in events:
+            event = _normalized(raw_event)
+            row = rows.get(event.job_id)
+            if row is None or row.tenant_id != event.tenant_id:
+                log.warning(
+                    "events.unknown_job", job_id=str(event.job_id), tenant_id=event.tenant_id
                 )
-                before = states[event.job_id]
-                after = apply_event(before, event, jitter=self._jitter())
-                outcome.applied += 1
-                if after is None:
-                    continue
-                states[event.job_id] = after
-                changed.add(event.job_id)
-                _observe(outcome, row, before, after, event)
-                if started_ns and event.traceparent and event.type in _OUTCOME_EVENTS:
-                    outcome.traced.append((event, after.status))
-            await repository.record_states(
-                [_update_params(job_id, states[job_id], now) for job_id in sorted(changed)],
-                list(history.values()),
+                continue
+            decision.history.setdefault(
+                (event.job_id, event.attempt, event.type.value),
+                _history_row(event, row.cycle, now),
             )
-        outcome.record()
-        if outcome.traced:
-            _record_spans(outcome.traced, started_ns, time.time_ns(), batch_size=len(events))
+            before = decision.states[event.job_id]
+            after = apply_event(before, event, jitter=self._jitter())
+            decision.outcome.applied[event.job_id] += 1
+            if after is None:
+                continue
+            decision.states[event.job_id] = after
+            decision.changed.add(event.job_id)
+            _observe(decision.outcome, row, before, after, event)
+            if trace and event.traceparent and event.type in _OUTCOME_EVENTS:
+                decision.outcome.traced.append((event, after.status))
+        return decision
+
+
+@dataclass
+class _Decision:
+    """What a batch of events does to the jobs it was decided on."""
+
+    states: dict[uuid.UUID, JobState]
+    changed: set[uuid.UUID] = field(default_factory=set)
+    history: dict[tuple[uuid.UUID, int, str], dict[str, Any]] = field(default_factory=dict)
+    outcome: _Outcome = field(default_factory=_Outcome)
+
+    def updates(self, now: datetime) -> list[dict[str, Any]]:
+        return [_update_params(job_id, self.states[job_id], now) for job_id in sorted(self.changed)]
+
+    def history_rows(self) -> list[dict[str, Any]]:
+        return list(self.history.values())
+
+
+def _job_ids(events: Sequence[LifecycleEvent]) -> list[uuid.UUID]:
+    return sorted({event.job_id for event in events})
 
 
 def _record_spans(
-    traced: Sequence[tuple[LifecycleEvent, JobStatus]],
-    start_ns: int,
-    end_ns: int,
-    *,
-    batch_size: int,
+    traced: Sequence[tuple[LifecycleEvent, JobStatus]], start_ns: int, batch_size: int
 ) -> None:
     """One span per outcome event, the child of the worker's task-run span: the trace of a job
     ends where job-service recorded how its attempt went. Its time is the whole batch's."""
+    if not traced:
+        return
+    end_ns = time.time_ns()
     for event, status in traced:
         tracing.record_span(
             f"events.apply {event.type.value}",
@@ -447,9 +526,9 @@ def _observe(
 ) -> None:
     if after.status == JobStatus.RUNNING and before.status != JobStatus.RUNNING:
         wait = (event.at - row.queued_at).total_seconds() if row.queued_at else None
-        outcome.started.append((row.task, row.queue, wait))
+        outcome.started.append((row.id, row.task, row.queue, wait))
     if after.status.is_final:
-        outcome.finished.append((row.task, row.queue, after.status.value))
+        outcome.finished.append((row.id, row.task, row.queue, after.status.value))
 
 
 def _normalized(event: LifecycleEvent) -> LifecycleEvent:

@@ -42,6 +42,7 @@ from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.statuses import JobStatus
 from job_service.background import BackgroundLoop, backoff_delay
 from job_service.clock import utcnow
+from job_service.db import autocommit_sessionmaker
 from job_service.jobs.repository import JobRepository
 from job_service.jobs.time_limits import TimeLimits
 from job_service.metrics import OUTBOX_PUBLISHED
@@ -76,6 +77,7 @@ class OutboxRelay(BackgroundLoop):
         )
         self._clock = clock
         self._wakeup = asyncio.Event()
+        self._autocommit = autocommit_sessionmaker(sessionmaker)
 
     def wake(self) -> None:
         """Called after a commit that added outbox rows."""
@@ -87,10 +89,12 @@ class OutboxRelay(BackgroundLoop):
 
     async def run(self) -> None:
         failures = 0
+        woken = True
         while not self.stopping:
             try:
-                while await self.publish_once() >= self._batch_size and not self.stopping:
-                    pass  # a full batch: there may be more right away
+                if woken or await self._anything_to_publish():
+                    while await self.publish_once() >= self._batch_size and not self.stopping:
+                        pass  # a full batch: there may be more right away
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -105,15 +109,27 @@ class OutboxRelay(BackgroundLoop):
                     retry_in=round(delay, 2),
                 )
                 await self.sleep(delay)
+                woken = True
                 continue
-            await self._wait_for_work()
+            woken = await self._wait_for_work()
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self) -> bool:
+        """True when woken by a commit, False when the sweep interval passed."""
         try:
             await asyncio.wait_for(self._wakeup.wait(), timeout=self._sweep_seconds)
         except TimeoutError:
-            pass
-        self._wakeup.clear()
+            return False
+        finally:
+            self._wakeup.clear()
+        return True
+
+    async def _anything_to_publish(self) -> bool:
+        """A sweep's look at the outbox: one round trip where a publishing round that finds
+        nothing costs three (BEGIN, the locking SELECT, COMMIT)."""
+        if self._autocommit is None:
+            return True
+        async with self._autocommit() as session:
+            return await JobRepository.from_session(session).any_outbox()
 
     async def publish_once(self) -> int:
         """One round; returns how many outbox rows it consumed."""

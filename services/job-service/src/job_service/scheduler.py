@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from job_service.background import BackgroundLoop, backoff_delay
 from job_service.clock import utcnow
+from job_service.db import autocommit_sessionmaker
 from job_service.jobs.repository import JobRepository
 from job_service.metrics import JOBS_PROMOTED
 
@@ -42,6 +43,7 @@ class Promoter(BackgroundLoop):
         self._batch_size = batch_size
         self._backoff_max = backoff_max_seconds
         self._clock = clock
+        self._autocommit = autocommit_sessionmaker(sessionmaker)
 
     async def run(self) -> None:
         failures = 0
@@ -67,9 +69,14 @@ class Promoter(BackgroundLoop):
 
     async def promote_once(self) -> int:
         """One round; returns how many jobs became PENDING."""
+        now = self._clock()
+        if self._autocommit is not None:
+            # Most rounds find nothing due: ask in one round trip, not BEGIN, SELECT, COMMIT.
+            async with self._autocommit() as session:
+                if not await JobRepository.from_session(session).any_due(now):
+                    return 0
         async with self._sessionmaker() as session, session.begin():
             repository = JobRepository.from_session(session)
-            now = self._clock()
             due = await repository.lock_due(now, self._batch_size)
             if not due:
                 return 0

@@ -135,7 +135,7 @@ def test_admin_keys_on_a_fresh_installation_listed_rotated_and_revoked(
         code = cli.main(list(args))
         return code, capsys.readouterr().out
 
-    pubsub = redis_client.pubsub()
+    pubsub = redis_client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
     pubsub.subscribe(RedisKeys(redis_namespace).api_key_revocations)
     try:
         with capture_logs() as logs:

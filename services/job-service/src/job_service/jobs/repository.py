@@ -165,6 +165,13 @@ _GUARDED_STATES_AND_HISTORY = text(
 )
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(jobs.c.status == JobStatus.SCHEDULED, jobs.c.run_at <= now),
+        and_(jobs.c.status == JobStatus.RETRYING, jobs.c.next_attempt_at <= now),
+    )
+
+
 def _state_key(column: str) -> str:
     return f"b_{column}"
 
@@ -404,7 +411,9 @@ class JobRepository:
         every job of the batch as it was read. A job whose row still holds that status,
         attempts and cycle gets its new state (`params`, as for `record_states`) and its
         history rows; the others get nothing. Returns the ids of the jobs written."""
-        ids, statuses, attempts, cycles, changes = zip(*guards, strict=True) if guards else ((),) * 5
+        ids, statuses, attempts, cycles, changes = (
+            zip(*guards, strict=True) if guards else ((),) * 5
+        )
         values: dict[str, Any] = {
             "g0": list(ids),
             "g1": [JobStatus(status).value for status in statuses],
@@ -471,16 +480,19 @@ class JobRepository:
         """SCHEDULED jobs whose run_at passed and RETRYING jobs whose next attempt is due."""
         stmt = (
             select(jobs.c.id, jobs.c.tenant_id)
-            .where(
-                or_(
-                    and_(jobs.c.status == JobStatus.SCHEDULED, jobs.c.run_at <= now),
-                    and_(jobs.c.status == JobStatus.RETRYING, jobs.c.next_attempt_at <= now),
-                )
-            )
+            .where(_due(now))
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         return (await self.session.execute(stmt)).all()
+
+    async def any_due(self, now: datetime) -> bool:
+        """Whether `lock_due` would find a job (without locking any)."""
+        stmt = select(jobs.c.id).where(_due(now)).limit(1)
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def any_outbox(self) -> bool:
+        return (await self.session.execute(select(outbox.c.id).limit(1))).first() is not None
 
     async def mark_pending(self, job_ids: Sequence[uuid.UUID], now: datetime) -> None:
         if job_ids:

@@ -56,6 +56,7 @@ class Invocation:
         self.leases = leases
         self.outcomes = outcomes
         self.held: HeldAttempt | None = None
+        self.value: dict[str, Any] | None = None  # the StoredResult of a success
 
     def acquire(
         self, envelope: TaskEnvelope, worker: str | None, started: Sequence[LifecycleEvent]
@@ -92,10 +93,10 @@ class ConveyorTask(Task):  # type: ignore[misc]
         setattr(self.request, PENDING_ATTR, None)
         return invocation if isinstance(invocation, Invocation) else None
 
-    def on_success(self, retval: Any, task_id: str, _args: Any, _kwargs: Any) -> None:
+    def on_success(self, _retval: Any, task_id: str, _args: Any, _kwargs: Any) -> None:
         invocation = self._take_invocation()
         if invocation is not None:
-            invocation.finish(task_id, success_record(task_id, retval))
+            invocation.finish(task_id, success_record(task_id, invocation.value))
 
     def on_failure(
         self, exc: BaseException, task_id: str, _args: Any, kwargs: Any, einfo: Any
@@ -155,7 +156,7 @@ def report_hard_time_limit(
 def _register(
     app: Celery, base: type[ConveyorTask], task: RegisteredTask, runtime: WorkerRuntime
 ) -> None:
-    def run(self: Task, *_args: Any, **kwargs: Any) -> dict[str, Any]:
+    def run(self: Task, *_args: Any, **kwargs: Any) -> None:
         invocation = Invocation(
             DeferredFinalSink(runtime.events()), runtime.leases(), runtime.outcomes()
         )
@@ -163,7 +164,9 @@ def _register(
         # on_failure find the held-back final event and the lease.
         setattr(self.request, PENDING_ATTR, invocation)
         try:
-            return run_job(
+            # Kept for on_success, not returned: Celery, storing nothing, would only repr the
+            # value and pickle it over the pool's pipe to the main process, which drops it.
+            invocation.value = run_job(
                 task,
                 kwargs.get(ENVELOPE_KWARG),
                 events=invocation.events,

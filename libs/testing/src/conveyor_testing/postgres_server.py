@@ -32,7 +32,9 @@ def _ensure_os_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(PG_USER)
     except KeyError:
         # Another test process may be creating the same user right now: its success is ours.
-        subprocess.run(["useradd", "-M", "-s", "/bin/sh", PG_USER], check=False, capture_output=True)
+        subprocess.run(
+            ["useradd", "-M", "-s", "/bin/sh", PG_USER], check=False, capture_output=True
+        )
         return pwd.getpwnam(PG_USER)
 
 

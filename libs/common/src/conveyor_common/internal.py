@@ -19,13 +19,15 @@ def check_internal_token(request: Request, expected: SecretStr) -> None:
         raise Unauthorized("This service accepts calls from the Conveyor gateway only.")
 
 
-def internal_caller(request: Request) -> None:
+# Dependencies are `async def` though they never await: FastAPI runs a plain `def` dependency
+# in its thread pool, a thread hop per dependency per request.
+async def internal_caller(request: Request) -> None:
     """Dependency: the app's settings must be on `app.state.settings` with `internal_token`."""
     check_internal_token(request, request.app.state.settings.internal_token)
 
 
-def tenant_from_header(request: Request) -> str:
-    internal_caller(request)
+async def tenant_from_header(request: Request) -> str:
+    check_internal_token(request, request.app.state.settings.internal_token)
     tenant = request.headers.get(TENANT_HEADER, "")
     if not tenant:
         raise Unauthorized(f"{TENANT_HEADER} is required on tenant-scoped internal routes.")

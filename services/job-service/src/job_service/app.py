@@ -30,6 +30,7 @@ from job_service.gauges import GaugeCollector
 from job_service.http import add_body_size_limit, install_transient_error_handlers
 from job_service.jobs.cancel_keys import CancelKeys
 from job_service.jobs.endpoints import router as jobs_router
+from job_service.jobs.state_cache import StateCache
 from job_service.outbox import OutboxRelay
 from job_service.reconciler import Reconciler
 from job_service.scheduler import Promoter
@@ -70,6 +71,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             visibility_timeout=time_limits.visibility_timeout_seconds,
         )
 
+    # The jobs in flight as this replica last wrote them: the relay fills it, the event applier
+    # decides from it without a read (jobs/state_cache.py).
+    state_cache = StateCache()
     relay = OutboxRelay(
         sessionmaker,
         redis,
@@ -78,8 +82,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweep_seconds=settings.relay_sweep_seconds,
         backoff_max_seconds=settings.relay_backoff_max_seconds,
         time_limits=time_limits,
+        state_cache=state_cache,
     )
-    applier = EventApplier(sessionmaker)
+    applier = EventApplier(sessionmaker, state_cache=state_cache)
     reader = EventReader(
         sessionmaker,
         redis,
@@ -119,6 +124,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     catalog = CatalogCache(redis, keys.catalog, ttl_seconds=settings.catalog_cache_seconds)
     app.state.catalog = catalog
     app.state.applier = applier
+    app.state.state_cache = state_cache
     app.state.time_limits = time_limits
     app.state.cancel_keys = CancelKeys(redis, keys, ttl_seconds=time_limits.marker_ttl_seconds)
     app.state.relay = relay

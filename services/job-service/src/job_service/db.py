@@ -27,7 +27,7 @@ from job_service.config import CONNECTION_NAME, Settings
 _AFTER_COMMIT_KEY = "conveyor_after_commit"
 _CHECKED_IN_AT = "conveyor_checked_in_at"
 # A pooled connection unused for this long is pinged before use (see `_ping_when_idle`).
-IDLE_PING_SECONDS = 2.0
+IDLE_PING_SECONDS = 10.0
 
 _ASYNC_DRIVERS = {
     "postgres": "postgresql+asyncpg",
@@ -87,6 +87,9 @@ def build_engine(
         # every checkout, most of the event reader's cost. `_ping_when_idle` pings only a
         # connection that sat unused, which is when a database restart can have killed it.
         pool_pre_ping=False,
+        # The most recently returned connection is reused first: the few in steady use are never
+        # idle long enough to be pinged; the rest wait idle, and are pinged if ever drawn again.
+        pool_use_lifo=True,
         pool_recycle=1_800,
         pool_timeout=pool_timeout,
         connect_args={

@@ -1,4 +1,6 @@
-"""`Annotated` dependencies that read what the lifespan put on `app.state`."""
+"""`Annotated` dependencies that read what the lifespan put on `app.state`. `async def` though
+they never await: FastAPI runs a plain `def` dependency in its thread pool (a thread hop each,
+per request)."""
 
 from __future__ import annotations
 
@@ -14,32 +16,32 @@ from job_service.outbox import OutboxRelay
 from job_service.tasks.catalog import CatalogCache
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 
 
-def get_catalog(request: Request) -> CatalogCache:
+async def get_catalog(request: Request) -> CatalogCache:
     catalog: CatalogCache = request.app.state.catalog
     return catalog
 
 
-def get_relay(request: Request) -> OutboxRelay:
+async def get_relay(request: Request) -> OutboxRelay:
     relay: OutboxRelay = request.app.state.relay
     return relay
 
 
-def get_cancel_keys(request: Request) -> CancelKeys:
+async def get_cancel_keys(request: Request) -> CancelKeys:
     cancel_keys: CancelKeys = request.app.state.cancel_keys
     return cancel_keys
 
 
-def get_time_limits(request: Request) -> TimeLimits:
+async def get_time_limits(request: Request) -> TimeLimits:
     time_limits: TimeLimits = request.app.state.time_limits
     return time_limits
 

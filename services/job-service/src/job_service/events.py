@@ -40,6 +40,7 @@ from job_service.clock import utcnow
 from job_service.db import autocommit_sessionmaker
 from job_service.jobs.repository import JobRepository
 from job_service.jobs.retry_policy import RetryPolicy
+from job_service.jobs.state_cache import CachedJob, StateCache
 from job_service.jobs.state_machine import JobState, apply_event
 from job_service.metrics import EVENTS_APPLIED, JOB_QUEUE_WAIT
 
@@ -340,11 +341,13 @@ class EventApplier:
         *,
         jitter: Callable[[], float] = random.random,
         clock: Callable[[], datetime] = utcnow,
+        state_cache: StateCache | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._jitter = jitter
         self._clock = clock
         self._unlocked = autocommit_sessionmaker(sessionmaker)
+        self._cache = state_cache if self._unlocked is not None else None
 
     async def apply(self, events: Sequence[LifecycleEvent]) -> None:
         """Applies events (in the given order: within a job, in order)."""
@@ -352,20 +355,30 @@ class EventApplier:
         if not pending:
             return
         if self._unlocked is not None:
-            for _ in range(_OPTIMISTIC_ROUNDS):
-                pending = await self._apply_unlocked(pending)
+            for round_ in range(_OPTIMISTIC_ROUNDS):
+                # Only the first round may trust the cache: a job left over was stale in it.
+                pending = await self._apply_unlocked(pending, cached=round_ == 0)
                 if not pending:
                     return
+        if self._cache is not None:
+            self._cache.forget(_job_ids(pending))
         await self._apply_locked(pending)
 
-    async def _apply_unlocked(self, events: list[LifecycleEvent]) -> list[LifecycleEvent]:
+    async def _apply_unlocked(
+        self, events: list[LifecycleEvent], *, cached: bool
+    ) -> list[LifecycleEvent]:
         """One optimistic round; returns the events of the jobs it could not write."""
         assert self._unlocked is not None
         now = self._clock()
         started_ns = time.time_ns() if tracing.enabled() else 0
         async with self._unlocked() as session:
             repository = JobRepository.from_session(session)
-            rows = {row.id: row for row in await repository.read_states(_job_ids(events))}
+            rows: dict[uuid.UUID, Any] = {}
+            missing = _job_ids(events)
+            if cached and self._cache is not None:
+                rows, missing = self._cache.lookup(missing)
+            if missing:
+                rows.update((row.id, row) for row in await repository.read_states(missing))
             decision = self._decide(events, rows, now, trace=bool(started_ns))
             guards = [
                 (job_id, row.status, row.attempts, row.cycle, job_id in decision.changed)
@@ -373,6 +386,13 @@ class EventApplier:
             ]
             written = await repository.record_states_if_unchanged(
                 guards, decision.updates(now), decision.history_rows()
+            )
+        if self._cache is not None:
+            self._cache.forget(rows.keys() - written)
+            self._cache.remember(
+                CachedJob.from_row(row, **decision.changes(job_id, now))
+                for job_id, row in rows.items()
+                if job_id in written
             )
         decision.outcome.only(written).record()
         _record_spans(decision.outcome.only(written).traced, started_ns, len(events))
@@ -440,6 +460,17 @@ class _Decision:
 
     def history_rows(self) -> list[dict[str, Any]]:
         return list(self.history.values())
+
+    def changes(self, job_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+        """A written job's new state columns (none when its events changed nothing)."""
+        if job_id not in self.changed:
+            return {}
+        params = _update_params(job_id, self.states[job_id], now)
+        return {
+            key.removeprefix("b_"): value
+            for key, value in params.items()
+            if key not in ("b_id", "b_updated_at")
+        }
 
 
 def _job_ids(events: Sequence[LifecycleEvent]) -> list[uuid.UUID]:

@@ -44,6 +44,7 @@ from job_service.background import BackgroundLoop, backoff_delay
 from job_service.clock import utcnow
 from job_service.db import autocommit_sessionmaker
 from job_service.jobs.repository import JobRepository
+from job_service.jobs.state_cache import CachedJob, StateCache
 from job_service.jobs.time_limits import TimeLimits
 from job_service.metrics import OUTBOX_PUBLISHED
 
@@ -64,6 +65,7 @@ class OutboxRelay(BackgroundLoop):
         backoff_max_seconds: float = 5.0,
         time_limits: TimeLimits | None = None,
         clock: Callable[[], datetime] = utcnow,
+        state_cache: StateCache | None = None,
     ) -> None:
         super().__init__()
         self._sessionmaker = sessionmaker
@@ -78,6 +80,7 @@ class OutboxRelay(BackgroundLoop):
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._autocommit = autocommit_sessionmaker(sessionmaker)
+        self._state_cache = state_cache
 
     def wake(self) -> None:
         """Called after a commit that added outbox rows."""
@@ -148,6 +151,23 @@ class OutboxRelay(BackgroundLoop):
             if new_attempts or republished or cancelled:
                 await self._publish(new_attempts, republished, cancelled)
             await repository.delete_outbox([row.outbox_id for row in rows])
+        if self._state_cache is not None:
+            # Committed: the event applier can decide these jobs' first events without reading.
+            self._state_cache.forget([row.id for row in cancelled])
+            self._state_cache.remember(
+                [
+                    *(
+                        CachedJob.from_row(
+                            row,
+                            status=JobStatus.QUEUED,
+                            attempts=row.attempts + 1,
+                            queued_at=now,
+                        )
+                        for row in new_attempts
+                    ),
+                    *(CachedJob.from_row(row) for row in republished),
+                ]
+            )
         OUTBOX_PUBLISHED.inc(len(new_attempts) + len(republished))
         log.debug(
             "outbox.published",

@@ -1,6 +1,7 @@
 """How the lifecycle reader batches: it lingers for more events after a short read, and on
-PostgreSQL applies a batch optimistically (no locks), deciding again for a job that another
-writer changed between the read and the write."""
+PostgreSQL applies a batch optimistically (no locks, and no read for the jobs this replica
+published: their state is cached), deciding again for a job that another writer changed since
+its state was read or cached."""
 
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ async def test_a_job_changed_between_read_and_write_is_decided_again(
 ) -> None:
     h = quiet_harness
     cancelled, other = await _queued(h, 2)
+    # Not from the relay's cache: this test is about a read that goes stale.
+    h.app.state.state_cache.forget([uuid.UUID(cancelled), uuid.UUID(other)])
     read_states = JobRepository.read_states
     reads: list[int] = []
 
@@ -86,3 +89,34 @@ async def test_a_job_changed_between_read_and_write_is_decided_again(
     assert (await h.job(other)).status == JobStatus.RUNNING
     assert {e.type for e in await h.events_of(cancelled)} == {"cancelled", "started"}
     assert [e.type for e in await h.events_of(other)] == ["started"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_stale_cached_state_costs_a_round_not_a_wrong_state(
+    quiet_harness: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = quiet_harness
+    cancelled, other = await _queued(h, 2)  # the relay cached both as QUEUED
+    read_states = JobRepository.read_states
+    reads: list[int] = []
+
+    async def counted(self: JobRepository, job_ids: Any) -> Any:
+        rows = await read_states(self, job_ids)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(JobRepository, "read_states", counted)
+    # A cancel the cache does not know about.
+    assert (await h.client.post(f"/internal/v1/jobs/{cancelled}/cancel")).status_code == 200
+    await h.report(_event(cancelled, EventType.STARTED), _event(other, EventType.STARTED))
+
+    # First round from the cache (no read): the stale job's write was refused; second round
+    # read it and decided from CANCELLED.
+    assert reads == [1]
+    assert (await h.job(cancelled)).status == JobStatus.CANCELLED
+    assert (await h.job(other)).status == JobStatus.RUNNING
+
+    # The running job is cached as RUNNING now: its next event needs no read at all.
+    await h.report(_event(other, EventType.SUCCEEDED))
+    assert reads == [1]
+    assert (await h.job(other)).status == JobStatus.SUCCEEDED

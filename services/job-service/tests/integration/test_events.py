@@ -251,5 +251,6 @@ async def test_statements_per_event_batch_do_not_grow_with_its_size(quiet_harnes
     if h.settings.database_url.get_secret_value().startswith("sqlite"):
         assert counts[10] <= 4, counts  # BEGIN IMMEDIATE, lock, update, insert history
     else:
-        # Optimistic, with no transaction around it: read, then one guarded write.
-        assert counts[10] == 2, counts
+        # Optimistic, with no transaction around it: one guarded write (the relay that
+        # published these jobs cached their state, so nothing is read first).
+        assert counts[10] == 1, counts

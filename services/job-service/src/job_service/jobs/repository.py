@@ -176,6 +176,14 @@ def _state_key(column: str) -> str:
     return f"b_{column}"
 
 
+# What the relay reads of a job: what its message needs, and its state columns, which it hands
+# to the event applier's cache (jobs/state_cache.py) once the publish committed.
+_CLAIM_COLUMNS = (
+    *_PUBLISH_COLUMNS,
+    *(c for c in STATE_COLUMNS if c.key not in {p.key for p in _PUBLISH_COLUMNS}),
+)
+
+
 class JobRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -355,7 +363,7 @@ class JobRepository:
         """Outbox rows with their jobs, locked; rows another relay holds are skipped. (SQLite has
         no row locks: its BEGIN IMMEDIATE transaction already excludes other writers.)"""
         stmt = (
-            select(outbox.c.id.label("outbox_id"), *_PUBLISH_COLUMNS)
+            select(outbox.c.id.label("outbox_id"), *_CLAIM_COLUMNS)
             .join_from(outbox, jobs, outbox.c.job_id == jobs.c.id)
             .order_by(outbox.c.id)
             .limit(limit)

@@ -42,14 +42,17 @@ class ArrayColumns:
     def _is_enum(self, key: str) -> bool:
         return isinstance(self.table.c[key].type, SAEnum)
 
-    def unnest(self, alias: str) -> str:
-        """`unnest(CAST(:p0 AS type[]), ...) AS alias(col, ...)`; JSON columns arrive as text."""
+    def unnest(self, alias: str, *, numbered: bool = False) -> str:
+        """`unnest(CAST(:p0 AS type[]), ...) AS alias(col, ...)`; JSON columns arrive as text.
+        `numbered` adds each row's position as `alias.n` (WITH ORDINALITY)."""
         arrays = ", ".join(
             f"CAST(:{self.prefix}{i} AS "
             f"{'TEXT' if self._is_json(key) else self.table.c[key].type.compile(_DIALECT)}[])"
             for i, key in enumerate(self.keys)
         )
         names = ", ".join(_QUOTE(self.table.c[key].name) for key in self.keys)
+        if numbered:
+            return f"unnest({arrays}) WITH ORDINALITY AS {alias}({names}, n)"
         return f"unnest({arrays}) AS {alias}({names})"
 
     def values(self, alias: str) -> str:
@@ -86,10 +89,16 @@ class ArrayColumns:
 
 
 @cache
-def insert_sql(table: Table, keys: tuple[str, ...], *, prefix: str = "p", suffix: str = "") -> str:
-    """`INSERT INTO table (keys) SELECT ... FROM unnest(...)` (+ `suffix`, e.g. ON CONFLICT)."""
+def insert_sql(
+    table: Table, keys: tuple[str, ...], *, prefix: str = "p", where: str = "", suffix: str = ""
+) -> str:
+    """`INSERT INTO table (keys) SELECT ... FROM unnest(...) [WHERE ...]` in the arrays' order
+    (+ `suffix`, e.g. ON CONFLICT). The explicit order matters where ids come from a sequence
+    (history is read back by id): a WHERE with a semi-join may otherwise be planned as a hash
+    join that reorders the rows."""
     columns = ArrayColumns(table, keys, prefix)
     return (
         f"INSERT INTO {_QUOTE(table.name)} ({columns.names()}) "
-        f"SELECT {columns.values('r')} FROM {columns.unnest('r')}{suffix}"
+        f"SELECT {columns.values('r')} FROM {columns.unnest('r', numbered=True)}{where}"
+        f" ORDER BY r.n{suffix}"
     )

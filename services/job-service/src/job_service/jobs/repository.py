@@ -159,7 +159,8 @@ _GUARDED_STATES_AND_HISTORY = text(
         job_events,
         _EVENT_KEYS,
         prefix="e",
-        suffix=" WHERE r.job_id IN (SELECT id FROM applied)" + _EVENT_CONFLICT,
+        where=" WHERE r.job_id IN (SELECT id FROM applied)",
+        suffix=_EVENT_CONFLICT,
     )
     + ") SELECT id FROM applied"
 )

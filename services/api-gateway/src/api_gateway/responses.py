@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from api_gateway.jobs.service import Relayed
+from api_gateway.upstream import Relayed
 from conveyor_common.problems import (
     BadGateway,
     ConveyorError,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 import structlog
@@ -85,6 +85,15 @@ def make_http_client(
         trust_env=False,
         follow_redirects=False,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed(Generic[ModelT]):
+    """An upstream JSON body (already checked against its model) and the status to answer."""
+
+    status: int
+    content: bytes
+    model: ModelT
 
 
 class Upstream:
@@ -192,6 +201,13 @@ class Upstream:
             content_type=response.headers.get("content-type"),
         )
         raise BadGateway(f"The {self.name} answered {response.status_code} unexpectedly.")
+
+    def relay(
+        self, response: httpx.Response, model: type[ModelT], *expected: int
+    ) -> Relayed[ModelT]:
+        """An expected answer, checked against `model`, to pass on as the bytes upstream sent."""
+        self.check(response, *expected)
+        return Relayed(response.status_code, response.content, self.parse(response, model))
 
     def parse(self, response: httpx.Response, model: type[ModelT]) -> ModelT:
         """The response body as `model`; a body outside the contract is the upstream's fault."""

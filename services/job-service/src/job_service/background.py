@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from abc import ABC, abstractmethod
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     name = "loop"
 
     def __init__(self) -> None:
@@ -27,8 +28,8 @@ class BackgroundLoop:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=max(seconds, 0.0))
 
-    async def run(self) -> None:  # pragma: no cover - each loop defines it
-        raise NotImplementedError
+    @abstractmethod
+    async def run(self) -> None: ...
 
 
 def backoff_delay(failures: int, *, base: float = 0.1, cap: float = 5.0) -> float:

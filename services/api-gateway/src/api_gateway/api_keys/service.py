@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TypeVar
-
-import httpx
-from pydantic import BaseModel
 
 from api_gateway.auth.revocations import KeyRevocations
-from api_gateway.jobs.service import Relayed
-from api_gateway.upstream import CallContext, Upstream
+from api_gateway.upstream import CallContext, Relayed, Upstream
 from conveyor_common.api_keys import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -28,37 +23,28 @@ from conveyor_common.api_keys import (
 
 _PATH = "/internal/v1/api-keys"
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
 
 class ApiKeysGateway:
     def __init__(self, job_service: Upstream, revocations: KeyRevocations) -> None:
         self.job_service = job_service
         self.revocations = revocations
 
-    def _relay(
-        self, response: httpx.Response, model: type[ModelT], *expected: int
-    ) -> Relayed[ModelT]:
-        self.job_service.check(response, *expected)
-        parsed = self.job_service.parse(response, model)
-        return Relayed(response.status_code, response.content, parsed)
-
     async def create(self, body: ApiKeyCreate, ctx: CallContext) -> Relayed[ApiKeyCreated]:
         content = body.model_dump_json(exclude_unset=True).encode()
         response = await self.job_service.request("POST", _PATH, ctx, content=content)
-        return self._relay(response, ApiKeyCreated, 201)
+        return self.job_service.relay(response, ApiKeyCreated, 201)
 
     async def list(self, params: Mapping[str, str], ctx: CallContext) -> Relayed[ApiKeyList]:
         response = await self.job_service.request("GET", _PATH, ctx, params=params)
-        return self._relay(response, ApiKeyList, 200)
+        return self.job_service.relay(response, ApiKeyList, 200)
 
     async def get(self, key_id: uuid.UUID, ctx: CallContext) -> Relayed[ApiKeyRead]:
         response = await self.job_service.request("GET", f"{_PATH}/{key_id}", ctx)
-        return self._relay(response, ApiKeyRead, 200)
+        return self.job_service.relay(response, ApiKeyRead, 200)
 
     async def revoke(self, key_id: uuid.UUID, ctx: CallContext) -> Relayed[ApiKeyRead]:
         response = await self.job_service.request("POST", f"{_PATH}/{key_id}/revoke", ctx)
-        relayed = self._relay(response, ApiKeyRead, 200)
+        relayed = self.job_service.relay(response, ApiKeyRead, 200)
         await self.revocations.announce(str(key_id))
         return relayed
 
@@ -69,7 +55,7 @@ class ApiKeysGateway:
         response = await self.job_service.request(
             "POST", f"{_PATH}/{key_id}/rotate", ctx, content=content
         )
-        relayed = self._relay(response, ApiKeyRotation, 201)
+        relayed = self.job_service.relay(response, ApiKeyRotation, 201)
         # Every rotation, not only one with no overlap: an answer cached just before it could
         # outlive a short overlap; answers cached from now on stop at the new expiry by
         # themselves.

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TypeVar
 
-import httpx
 from pydantic import BaseModel
 
-from api_gateway.jobs.service import Relayed
-from api_gateway.upstream import CallContext, Upstream
+from api_gateway.upstream import CallContext, Relayed, Upstream
 from conveyor_common.dead_letters import (
     DeadLetterIds,
     DeadLetterList,
@@ -27,31 +24,22 @@ from conveyor_common.jobs import JobRead
 
 _PATH = "/internal/v1/dead-letters"
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
 
 class DeadLettersGateway:
     def __init__(self, job_service: Upstream) -> None:
         self.job_service = job_service
 
-    def _relay(
-        self, response: httpx.Response, model: type[ModelT], *expected: int
-    ) -> Relayed[ModelT]:
-        self.job_service.check(response, *expected)
-        parsed = self.job_service.parse(response, model)
-        return Relayed(response.status_code, response.content, parsed)
-
     async def list(self, params: Mapping[str, str], ctx: CallContext) -> Relayed[DeadLetterList]:
         response = await self.job_service.request("GET", _PATH, ctx, params=params)
-        return self._relay(response, DeadLetterList, 200)
+        return self.job_service.relay(response, DeadLetterList, 200)
 
     async def get(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[DeadLetterRead]:
         response = await self.job_service.request("GET", f"{_PATH}/{job_id}", ctx)
-        return self._relay(response, DeadLetterRead, 200)
+        return self.job_service.relay(response, DeadLetterRead, 200)
 
     async def replay_one(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
         response = await self.job_service.request("POST", f"{_PATH}/{job_id}/replay", ctx)
-        return self._relay(response, JobRead, 202)
+        return self.job_service.relay(response, JobRead, 202)
 
     async def replay(
         self, body: DeadLetterIds, ctx: CallContext
@@ -59,7 +47,7 @@ class DeadLettersGateway:
         response = await self.job_service.request(
             "POST", f"{_PATH}/replay", ctx, content=_json(body)
         )
-        return self._relay(response, DeadLetterReplayResult, 202)
+        return self.job_service.relay(response, DeadLetterReplayResult, 202)
 
     async def purge_one(self, job_id: uuid.UUID, ctx: CallContext) -> None:
         response = await self.job_service.request("DELETE", f"{_PATH}/{job_id}", ctx)
@@ -71,7 +59,7 @@ class DeadLettersGateway:
         response = await self.job_service.request(
             "POST", f"{_PATH}/purge", ctx, content=_json(body)
         )
-        return self._relay(response, DeadLetterPurgeResult, 200)
+        return self.job_service.relay(response, DeadLetterPurgeResult, 200)
 
 
 def _json(model: BaseModel) -> bytes:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Generic, TypeVar
 
-import httpx
 from pydantic import BaseModel
 
 from api_gateway.errors import JobCancelled, JobFailed, JobNotFinished, ResultExpired
-from api_gateway.upstream import CallContext, Upstream, UpstreamProblem
+from api_gateway.upstream import CallContext, Relayed, Upstream, UpstreamProblem
 from conveyor_common.catalog import TaskCatalog
 from conveyor_common.jobs import (
     BatchCreate,
@@ -32,8 +29,6 @@ from conveyor_common.statuses import JobStatus
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _RESULT_NOT_FOUND = PROBLEM_TYPE_PREFIX + "result-not-found"
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
 
 class AcceptedJob(BaseModel):
     """What a client acts on in a batch answer: where each job is and what state it is in."""
@@ -48,30 +43,10 @@ class BatchAccepted(BaseModel):
     jobs: list[AcceptedJob]
 
 
-@dataclass(frozen=True, slots=True)
-class Relayed(Generic[ModelT]):
-    """An upstream JSON body (already checked against its model) and the status to answer."""
-
-    status: int
-    content: bytes
-    model: ModelT
-
-
 class JobsGateway:
     def __init__(self, job_service: Upstream, result_service: Upstream) -> None:
         self.job_service = job_service
         self.result_service = result_service
-
-    def _relay(
-        self,
-        upstream: Upstream,
-        response: httpx.Response,
-        model: type[ModelT],
-        *expected: int,
-    ) -> Relayed[ModelT]:
-        upstream.check(response, *expected)
-        parsed = upstream.parse(response, model)
-        return Relayed(response.status_code, response.content, parsed)
 
     async def submit(
         self, job: JobCreate, ctx: CallContext, idempotency_key: str | None
@@ -82,7 +57,7 @@ class JobsGateway:
         )
         # 200 as well as 202: job-service may answer a replayed idempotency key with the job
         # it already accepted.
-        return self._relay(self.job_service, response, JobRead, 200, 201, 202)
+        return self.job_service.relay(response, JobRead, 200, 201, 202)
 
     async def submit_batch(
         self, batch: BatchCreate, ctx: CallContext, idempotency_key: str | None = None
@@ -91,31 +66,31 @@ class JobsGateway:
         response = await self.job_service.request(
             "POST", "/internal/v1/jobs/batch", ctx, content=_json(batch), headers=headers
         )
-        return self._relay(self.job_service, response, BatchAccepted, 200, 201, 202)
+        return self.job_service.relay(response, BatchAccepted, 200, 201, 202)
 
     async def get(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
         response = await self.job_service.request("GET", f"/internal/v1/jobs/{job_id}", ctx)
-        return self._relay(self.job_service, response, JobRead, 200)
+        return self.job_service.relay(response, JobRead, 200)
 
     async def list(self, params: Mapping[str, str], ctx: CallContext) -> Relayed[JobList]:
         response = await self.job_service.request("GET", "/internal/v1/jobs", ctx, params=params)
-        return self._relay(self.job_service, response, JobList, 200)
+        return self.job_service.relay(response, JobList, 200)
 
     async def events(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobEventList]:
         response = await self.job_service.request("GET", f"/internal/v1/jobs/{job_id}/events", ctx)
-        return self._relay(self.job_service, response, JobEventList, 200)
+        return self.job_service.relay(response, JobEventList, 200)
 
     async def cancel(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
         response = await self.job_service.request("POST", f"/internal/v1/jobs/{job_id}/cancel", ctx)
-        return self._relay(self.job_service, response, JobRead, 200)
+        return self.job_service.relay(response, JobRead, 200)
 
     async def retry(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobRead]:
         response = await self.job_service.request("POST", f"/internal/v1/jobs/{job_id}/retry", ctx)
-        return self._relay(self.job_service, response, JobRead, 202)
+        return self.job_service.relay(response, JobRead, 202)
 
     async def tasks(self, ctx: CallContext) -> Relayed[TaskCatalog]:
         response = await self.job_service.request("GET", "/internal/v1/tasks", ctx)
-        return self._relay(self.job_service, response, TaskCatalog, 200)
+        return self.job_service.relay(response, TaskCatalog, 200)
 
     async def result(self, job_id: uuid.UUID, ctx: CallContext) -> Relayed[JobResult]:
         """job-service is the record of whether the job exists, is the tenant's, and finished;
@@ -133,7 +108,7 @@ class JobsGateway:
             )
         response = await self.result_service.request("GET", f"/internal/v1/results/{job_id}", ctx)
         try:
-            return self._relay(self.result_service, response, JobResult, 200)
+            return self.result_service.relay(response, JobResult, 200)
         except UpstreamProblem as problem:
             if problem.status == 404 and problem.body.get("type") == _RESULT_NOT_FOUND:
                 raise ResultExpired(

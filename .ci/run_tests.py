@@ -27,7 +27,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 NO_TESTS_COLLECTED = 5
@@ -41,6 +41,7 @@ class Outcome:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    failures: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +60,12 @@ def _counts(junit: Path, outcome: Outcome) -> None:
         outcome.failed += failed
         outcome.skipped += skipped
         outcome.passed += tests - failed - skipped
+    # Named again under the summary: the tail of a long log is often all a CI page shows.
+    for case in root.iter("testcase"):
+        for problem in (*case.findall("failure"), *case.findall("error")):
+            reason = (problem.get("message") or "").strip().splitlines()[:1]
+            test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
+            outcome.failures.append(f"{test_id}  {reason[0][:200] if reason else ''}")
 
 
 _print_lock = threading.Lock()
@@ -127,6 +134,9 @@ def main(argv: list[str]) -> int:
             f"{o.folder:<36} {o.passed:>5} passed {o.failed:>4} failed {o.skipped:>4} skipped "
             f"{o.seconds:>7.1f}s  {state}\n"
         )
+    for o in outcomes:
+        for failure in o.failures:
+            sys.stdout.write(f"  FAILED {failure}\n")
     passed = sum(o.passed for o in outcomes)
     failed = sum(o.failed for o in outcomes)
     skipped = sum(o.skipped for o in outcomes)

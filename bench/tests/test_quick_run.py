@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.bench]
 
 SCENARIOS = (
     "yardstick",
+    "http_floor",
     "batch_submit",
     "drain",
     "single_submit",
@@ -51,6 +52,7 @@ def test_quick_bench_writes_every_scenario_and_prints_the_table(tmp_path: Path) 
     assert results["yardstick"]["drain"]["drain_per_second"] > 0
     assert results["drain"]["drained_per_second"] > 0
     assert results["single_submit"]["jobs"] > 0
+    assert results["http_floor"]["requests"] > 0
     assert results["steady"]["submit_to_started"]["count"] > 0
     assert results["cost_batch"]["cpu_seconds_per_1000_jobs"]["job-service"] > 0
     assert results["final_counts"] == {"SUCCEEDED": results["final_counts"]["SUCCEEDED"]}

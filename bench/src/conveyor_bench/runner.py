@@ -13,7 +13,7 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 
-from conveyor_bench import scenarios
+from conveyor_bench import http_floor, scenarios
 from conveyor_bench.backends import Backends, backends
 from conveyor_bench.conveyor import TENANT, Meter, Observer, StackSettings, start_stack
 from conveyor_bench.counters import PgProbe
@@ -47,6 +47,13 @@ def run(
         results["versions"] = {**library_versions(), "redis": _redis_version(found.redis_url)}
         log.info("bench.yardstick", jobs=settings.jobs)
         results["yardstick"] = run_yardstick(settings, found, log_dir, profile)
+        log.info("bench.http_floor", clients=settings.single_clients)
+        with http_floor.FloorServer() as floor:
+            results["http_floor"] = asyncio.run(
+                http_floor.measure(
+                    floor.url, clients=settings.single_clients, seconds=settings.single_seconds
+                )
+            )
         log.info("bench.stack.starting")
         stack = start_stack(
             found,

@@ -72,6 +72,7 @@ class DoubleState:
     owners: dict[str, str] = field(default_factory=dict)  # id -> tenant
     results: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=dict)
     delay_seconds: float = 0.0  # applied to every route but auth/verify and /healthz
+    verify_delay_seconds: float = 0.0  # applied to auth/verify only
     healthz_status: int = 200
     # Refuse the internal token on every route but auth/verify (a rotated token, say).
     refuse_token_on_data_routes: bool = False
@@ -89,6 +90,7 @@ class DoubleState:
         self.owners.clear()
         self.results.clear()
         self.delay_seconds = 0.0
+        self.verify_delay_seconds = 0.0
         self.healthz_status = 200
         self.refuse_token_on_data_routes = False
         self.internal_token = INTERNAL_TOKEN
@@ -227,6 +229,7 @@ def build_double(state: DoubleState) -> FastAPI:
     @app.post("/internal/v1/auth/verify")
     async def verify(request: Request) -> Response:
         key = (await request.json())["key"]
+        await asyncio.sleep(state.verify_delay_seconds)
         if key in KEYS:
             return JSONResponse(KEYS[key])
         for key_id, record in state.api_keys.items():

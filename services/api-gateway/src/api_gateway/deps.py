@@ -1,4 +1,5 @@
-"""Request dependencies: what the lifespan put on `app.state`, and the call context."""
+"""Request dependencies: what the lifespan put on `app.state`. `async def` though they never
+await: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from api_gateway.dead_letters.service import DeadLettersGateway
 from api_gateway.jobs.service import JobsGateway
 
 
-def get_jobs_gateway(request: Request) -> JobsGateway:
+async def get_jobs_gateway(request: Request) -> JobsGateway:
     jobs: JobsGateway = request.app.state.jobs
     return jobs
 
@@ -19,7 +20,7 @@ def get_jobs_gateway(request: Request) -> JobsGateway:
 JobsDep = Annotated[JobsGateway, Depends(get_jobs_gateway)]
 
 
-def get_dead_letters_gateway(request: Request) -> DeadLettersGateway:
+async def get_dead_letters_gateway(request: Request) -> DeadLettersGateway:
     # A thin view over the job-service client the lifespan made: nothing to open or close.
     return DeadLettersGateway(request.app.state.job_service)
 
@@ -27,7 +28,7 @@ def get_dead_letters_gateway(request: Request) -> DeadLettersGateway:
 DeadLettersDep = Annotated[DeadLettersGateway, Depends(get_dead_letters_gateway)]
 
 
-def get_api_keys_gateway(request: Request) -> ApiKeysGateway:
+async def get_api_keys_gateway(request: Request) -> ApiKeysGateway:
     return ApiKeysGateway(request.app.state.job_service, request.app.state.key_revocations)
 
 

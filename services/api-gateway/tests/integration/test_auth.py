@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -137,6 +138,44 @@ async def test_verified_key_is_cached_briefly(
         assert (await gateway.get("/v1/tasks", headers=bearer(keys.read))).status_code == 200
 
     assert len(double.calls_to("/internal/v1/auth/verify")) == 1
+
+
+async def test_concurrent_misses_ask_once(
+    gateway: httpx.AsyncClient, keys: Any, double: Any
+) -> None:
+    double.verify_delay_seconds = 0.2
+    answers = await asyncio.gather(
+        *(gateway.get("/v1/tasks", headers=bearer(keys.read)) for _ in range(20))
+    )
+
+    assert [a.status_code for a in answers] == [200] * 20
+    assert len(double.calls_to("/internal/v1/auth/verify")) == 1
+
+
+async def test_concurrent_misses_of_a_wrong_key_are_all_refused(
+    gateway: httpx.AsyncClient, double: Any
+) -> None:
+    double.verify_delay_seconds = 0.2
+    wrong = bearer("cvk_wrong0_" + "y" * 43)
+    answers = await asyncio.gather(*(gateway.get("/v1/tasks", headers=wrong) for _ in range(5)))
+
+    assert [a.status_code for a in answers] == [401] * 5
+    assert len(double.calls_to("/internal/v1/auth/verify")) == 1
+
+
+async def test_an_answer_asked_for_before_a_revocation_is_not_kept(
+    gateway: httpx.AsyncClient, keys: Any, double: Any
+) -> None:
+    double.verify_delay_seconds = 0.3
+    verifier: KeyVerifier = gateway.app.state.key_verifier  # type: ignore[attr-defined]
+    request = asyncio.create_task(gateway.get("/v1/tasks", headers=bearer(keys.read)))
+    await asyncio.sleep(0.1)  # job-service is being asked
+    verifier.forget("any-key-id")
+    assert (await request).status_code == 200
+
+    double.verify_delay_seconds = 0.0
+    await gateway.get("/v1/tasks", headers=bearer(keys.read))
+    assert len(double.calls_to("/internal/v1/auth/verify")) == 2
 
 
 async def test_cache_expires_and_holds_no_key(gateway: Any, keys: Any, double: Any) -> None:

@@ -82,7 +82,11 @@ def build_engine(
         # Job arguments may carry secrets: keep them out of exception messages and logs.
         hide_parameters=True,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # No overflow: an overflow connection is closed as soon as it is returned, so a load
+        # just above `pool_size` opened and closed a PostgreSQL connection (a backend fork and
+        # a TLS attempt) per request — most of the CPU of single submits from 32 clients.
+        # Past `pool_size` a checkout waits its turn (`pool_timeout`) instead.
+        max_overflow=0,
         # Not `pool_pre_ping`: on asyncpg it is BEGIN, `;`, ROLLBACK — three round trips on
         # every checkout, most of the event reader's cost. `_ping_when_idle` pings only a
         # connection that sat unused, which is when a database restart can have killed it.

@@ -1,4 +1,5 @@
-"""Request dependencies: the Redis client and repository the lifespan created."""
+"""Request dependencies: the Redis client and repository the lifespan created. `async def`
+though they never await: FastAPI runs a plain `def` dependency in its thread pool."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ from result_service.config import Settings
 from result_service.results.repository import ResultRepository
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 
 
-def get_repository(request: Request) -> ResultRepository:
+async def get_repository(request: Request) -> ResultRepository:
     return ResultRepository(
-        get_redis(request), RedisKeys(get_settings_dep(request).redis_namespace)
+        request.app.state.redis, RedisKeys(request.app.state.settings.redis_namespace)
     )
 
 

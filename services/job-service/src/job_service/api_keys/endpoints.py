@@ -41,7 +41,7 @@ _PATH = "/api-keys"
 _ONE_ERRORS = problem_responses(Unauthorized, ApiKeyNotFound, ServiceUnavailable)
 
 
-def get_api_key_service(session: SessionDep) -> ApiKeyService:
+async def get_api_key_service(session: SessionDep) -> ApiKeyService:
     return ApiKeyService(session)
 
 

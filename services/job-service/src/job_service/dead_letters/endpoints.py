@@ -39,7 +39,7 @@ _ONE_ERRORS = problem_responses(Unauthorized, DeadLetterNotFound, ServiceUnavail
 _BULK_ERRORS = problem_responses(Unauthorized, MalformedBody, InvalidRequest, ServiceUnavailable)
 
 
-def get_dead_letter_service(session: SessionDep) -> DeadLetterService:
+async def get_dead_letter_service(session: SessionDep) -> DeadLetterService:
     return DeadLetterService(session)
 
 

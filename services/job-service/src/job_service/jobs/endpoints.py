@@ -43,7 +43,7 @@ _WRITE_ERRORS = problem_responses(
 )
 
 
-def get_job_service(
+async def get_job_service(
     session: SessionDep, catalog: CatalogDep, time_limits: TimeLimitsDep, settings: SettingsDep
 ) -> JobService:
     return JobService(

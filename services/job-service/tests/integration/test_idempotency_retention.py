@@ -72,13 +72,13 @@ async def clocked(harness_factory: Any) -> AsyncIterator[Clocked]:
         await h.seed_catalog()
         clock = Clock(datetime.now(UTC))
 
-        def service(
+        async def service(
             session: SessionDep,
             catalog: CatalogDep,
             time_limits: TimeLimitsDep,
             settings: SettingsDep,
         ) -> JobService:
-            job_service = get_job_service(session, catalog, time_limits, settings)
+            job_service = await get_job_service(session, catalog, time_limits, settings)
             job_service.clock = clock
             return job_service
 

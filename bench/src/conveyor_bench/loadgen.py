@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from conveyor_common.http_lanes import LanedTransport
+
 NOOP_JOB: dict[str, Any] = {"task": "echo", "args": {}}
 
 
@@ -23,10 +25,12 @@ class SubmitError(RuntimeError):
 
 
 def make_client(base_url: str, api_key: str, *, connections: int) -> httpx.AsyncClient:
+    # One pool per connection: with httpcore's shared pool the generator itself topped out near
+    # 300 requests/s at 32 clients (conveyor_common.http_lanes).
     return httpx.AsyncClient(
         base_url=base_url,
         headers={"Authorization": f"Bearer {api_key}"},
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        transport=LanedTransport(max_connections=connections),
         timeout=httpx.Timeout(30.0, connect=30.0),
     )
 

@@ -62,7 +62,6 @@ def _upstream(settings: Settings, name: str, base_url: str) -> Upstream:
         write_timeout=settings.upstream_write_timeout,
         pool_timeout=settings.upstream_pool_timeout,
         max_connections=settings.upstream_max_connections,
-        max_keepalive=settings.upstream_max_keepalive,
     )
     return Upstream(
         name,

@@ -52,9 +52,6 @@ class Settings(BaseServiceSettings, RedisSettings):
     upstream_write_timeout: float = Field(default=10.0, gt=0)
     upstream_pool_timeout: float = Field(default=2.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
-    # As many kept alive as may be open: a connection over the keep-alive limit is closed when
-    # its request ends, so each request past it paid a new TCP connection on both sides.
-    upstream_max_keepalive: int = Field(default=100, ge=0)
     readiness_timeout: float = Field(default=1.0, gt=0)
     retry_after_seconds: int = Field(default=1, ge=0)
 

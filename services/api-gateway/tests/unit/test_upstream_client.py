@@ -18,7 +18,7 @@ async def test_cookies_from_upstream_are_ignored() -> None:
     client = make_http_client(
         "http://job-service.internal",
         connect_timeout=1, read_timeout=1, write_timeout=1, pool_timeout=1,
-        max_connections=2, max_keepalive=2,
+        max_connections=2,
     )  # fmt: skip
     client._transport = httpx.MockTransport(answer)
     async with client:

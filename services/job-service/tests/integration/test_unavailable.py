@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,27 @@ TOKEN = "unavailable-test-token-0123"
 
 async def _get(settings: Settings, path: str) -> httpx.Response:
     app = create_app(settings)
+    threads_before = set(threading.enumerate())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://js") as client:
-            return await client.get(
+            response = await client.get(
                 path, headers={INTERNAL_TOKEN_HEADER: TOKEN, TENANT_HEADER: "acme"}
             )
+    await _aiosqlite_threads_finished(threads_before)
+    return response
+
+
+async def _aiosqlite_threads_finished(threads_before: set[threading.Thread]) -> None:
+    """aiosqlite stops the thread of a connection that failed to open without waiting for it;
+    the thread then answers on this test's event loop. Under load that came after pytest had
+    closed the loop, and the thread's error was reported against the next test."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        thread.name.endswith("(_connection_worker_thread)")
+        for thread in set(threading.enumerate()) - threads_before
+    ):
+        await asyncio.sleep(0.01)
 
 
 def _settings(database_url: str, redis_url: str, namespace: str) -> Settings:

@@ -27,8 +27,8 @@ class LanedTransport(httpx.AsyncBaseTransport):
     """Up to `max_connections` single-connection transports, each used by one request at a time.
 
     `keepalive_expiry` and the keyword arguments are those of `httpx.AsyncHTTPTransport`
-    (`verify`, `trust_env`, `local_address`, ...); `limits` is not accepted, as each lane's is
-    fixed at one connection."""
+    (`verify`, `cert`, `trust_env`, `local_address`, ...); `limits` is not accepted, as each
+    lane's is fixed at one connection."""
 
     def __init__(
         self, *, max_connections: int, keepalive_expiry: float | None = 5.0, **transport: Any
@@ -39,7 +39,14 @@ class LanedTransport(httpx.AsyncBaseTransport):
         self._limits = httpx.Limits(
             max_connections=1, max_keepalive_connections=1, keepalive_expiry=keepalive_expiry
         )
-        self._transport_options = transport
+        # One TLS context for every lane: building one (loading the CA bundle) took longer than
+        # a hundred requests, and each lane would otherwise build its own.
+        ssl_context = httpx.create_ssl_context(
+            verify=transport.pop("verify", True),
+            cert=transport.pop("cert", None),
+            trust_env=transport.get("trust_env", True),
+        )
+        self._transport_options = {**transport, "verify": ssl_context}
         self._lanes: list[httpx.AsyncHTTPTransport] = []
         self._idle: asyncio.LifoQueue[httpx.AsyncHTTPTransport] = asyncio.LifoQueue()
         self._closed = False

@@ -132,3 +132,19 @@ async def test_a_failed_request_gives_its_lane_back() -> None:
 def test_at_least_one_connection() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         LanedTransport(max_connections=0)
+
+
+async def test_every_lane_shares_one_tls_context(server: CountingServer) -> None:
+    transport = LanedTransport(max_connections=3)
+    async with httpx.AsyncClient(base_url=server.url, transport=transport) as client:
+        server_release = asyncio.create_task(_release_when_holding(server, 3))
+        await asyncio.gather(*(client.get("/hold") for _ in range(3)), server_release)
+        contexts = {id(lane._pool._ssl_context) for lane in transport._lanes}
+    assert transport.lanes == 3
+    assert len(contexts) == 1
+
+
+async def _release_when_holding(server: CountingServer, count: int) -> None:
+    while server.holding < count:
+        await asyncio.sleep(0.01)
+    server.release.set()

@@ -23,7 +23,7 @@ from conveyor_common.web import ReadinessCheck, create_service_app
 from job_service.api_keys.endpoints import router as auth_router
 from job_service.background import BackgroundLoop
 from job_service.config import CONNECTION_NAME, SERVICE_NAME, Settings
-from job_service.db import create_engine, create_sessionmaker
+from job_service.db import autocommit_sessionmaker, create_engine, create_sessionmaker
 from job_service.dead_letters.endpoints import router as dead_letters_router
 from job_service.events import EventApplier, EventReader
 from job_service.gauges import GaugeCollector
@@ -119,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
+    app.state.autocommit_sessionmaker = autocommit_sessionmaker(sessionmaker)
     app.state.redis = redis
     app.state.keys = keys
     catalog = CatalogCache(redis, keys.catalog, ttl_seconds=settings.catalog_cache_seconds)

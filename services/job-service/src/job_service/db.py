@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 from job_service.config import CONNECTION_NAME, Settings
 
 _AFTER_COMMIT_KEY = "conveyor_after_commit"
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 _CHECKED_IN_AT = "conveyor_checked_in_at"
 # A pooled connection unused for this long is pinged before use (see `_ping_when_idle`).
 IDLE_PING_SECONDS = 10.0
@@ -179,7 +181,28 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with unit_of_work(request.app.state.sessionmaker) as session:
+        yield session
+
+
+async def get_submit_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The session of a submit. Without an `Idempotency-Key` a submit is one statement (jobs
+    and outbox rows in one INSERT, see the repository), which PostgreSQL commits on its own, so
+    the session runs in autocommit: no BEGIN and COMMIT round trips, two of a single submit's
+    three. With a key it reads, inserts and may read again: one transaction, as everywhere."""
+    maker = request.app.state.sessionmaker
+    if IDEMPOTENCY_KEY_HEADER not in request.headers:
+        maker = request.app.state.autocommit_sessionmaker or maker
+    async with unit_of_work(maker) as session:
+        yield session
+
+
+@asynccontextmanager
+async def unit_of_work(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """Commits when the block ends, rolls back when it raises; then runs `after_commit`'s
+    callbacks."""
     async with sessionmaker() as session:
         try:
             yield session
@@ -196,3 +219,4 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a failed commit is the
 # client's error response rather than a 202 for a job that does not exist.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+SubmitSessionDep = Annotated[AsyncSession, Depends(get_submit_session, scope="function")]

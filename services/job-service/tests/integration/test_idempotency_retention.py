@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 
 from job_service.db import SessionDep
 from job_service.deps import CatalogDep, SettingsDep, TimeLimitsDep
-from job_service.jobs.endpoints import get_job_service
+from job_service.jobs.endpoints import get_job_service, get_submit_service
 from job_service.jobs.service import JobService
 from job_service.models import Job
 
@@ -83,6 +83,7 @@ async def clocked(harness_factory: Any) -> AsyncIterator[Clocked]:
             return job_service
 
         h.app.dependency_overrides[get_job_service] = service
+        h.app.dependency_overrides[get_submit_service] = service
         try:
             yield Clocked(h, clock)
         finally:

@@ -29,7 +29,7 @@ from conveyor_common.problems import (
     problem_responses,
 )
 from conveyor_common.statuses import JobStatus
-from job_service.db import SessionDep, after_commit
+from job_service.db import SessionDep, SubmitSessionDep, after_commit
 from job_service.deps import CancelKeysDep, CatalogDep, RelayDep, SettingsDep, TimeLimitsDep
 from job_service.jobs.errors import IdempotencyKeyInUse, JobAlreadyFinished, JobNotRetryable
 from job_service.jobs.service import JobService
@@ -54,7 +54,17 @@ async def get_job_service(
     )
 
 
+async def get_submit_service(
+    session: SubmitSessionDep,
+    catalog: CatalogDep,
+    time_limits: TimeLimitsDep,
+    settings: SettingsDep,
+) -> JobService:
+    return await get_job_service(session, catalog, time_limits, settings)
+
+
 JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+SubmitServiceDep = Annotated[JobService, Depends(get_submit_service)]
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -78,7 +88,7 @@ IdempotencyKeyHeader = Annotated[
 async def submit_job(
     body: JobCreate,
     tenant: TenantDep,
-    service: JobServiceDep,
+    service: SubmitServiceDep,
     relay: RelayDep,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
@@ -116,7 +126,7 @@ async def submit_job(
 async def submit_batch(
     body: BatchCreate,
     tenant: TenantDep,
-    service: JobServiceDep,
+    service: SubmitServiceDep,
     relay: RelayDep,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,

@@ -30,6 +30,32 @@ HTTP_LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Queue names are chosen by clients (any valid name), so as a label they are capped per process:
+# the first `MAX_QUEUE_LABELS` seen keep their name, later ones are counted as `OTHER_QUEUE`
+# (not a valid queue name, so it cannot be mistaken for one).
+MAX_QUEUE_LABELS = 50
+OTHER_QUEUE = "(other)"
+
+
+class BoundedLabel:
+    """One label's values, at most `limit` distinct ones; a new value past that is `other`."""
+
+    def __init__(self, limit: int, other: str) -> None:
+        self._limit = limit
+        self._other = other
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) < self._limit:
+            self._seen.add(value)
+            return value
+        return self._other
+
+
+queue_label = BoundedLabel(MAX_QUEUE_LABELS, OTHER_QUEUE)
+
 JOBS_SUBMITTED = Counter("conveyor_jobs_submitted_total", "Jobs accepted", ["task", "queue"])
 JOBS_STARTED = Counter("conveyor_jobs_started_total", "Attempts started", ["task", "queue"])
 JOBS_FINISHED = Counter(

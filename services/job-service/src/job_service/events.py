@@ -557,9 +557,11 @@ def _observe(
 ) -> None:
     if after.status == JobStatus.RUNNING and before.status != JobStatus.RUNNING:
         wait = (event.at - row.queued_at).total_seconds() if row.queued_at else None
-        outcome.started.append((row.id, row.task, row.queue, wait))
+        outcome.started.append((row.id, row.task, metrics.queue_label(row.queue), wait))
     if after.status.is_final:
-        outcome.finished.append((row.id, row.task, row.queue, after.status.value))
+        outcome.finished.append(
+            (row.id, row.task, metrics.queue_label(row.queue), after.status.value)
+        )
 
 
 def _normalized(event: LifecycleEvent) -> LifecycleEvent:

@@ -9,6 +9,7 @@ next round succeeds."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from conveyor_common import metrics
 from conveyor_common.celery_app import DEFAULT_QUEUE
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.statuses import FINAL_STATUSES, JobStatus
@@ -92,7 +94,7 @@ class GaugeCollector(BackgroundLoop):
     async def _collect_database(self) -> None:
         async with self._sessionmaker() as session:
             jobs = JobRepository.from_session(session)
-            backlog = await jobs.backlog()
+            backlog = _by_queue_label(await jobs.backlog())
             outbox_rows, oldest = await jobs.outbox_stats()
             dead_letters = await DeadLetterRepository.from_session(session).count_all()
         self._backlog_labels |= backlog.keys()
@@ -118,3 +120,12 @@ class GaugeCollector(BackgroundLoop):
         async for _ in self._redis.scan_iter(match=f"{self._keys.workers}*", count=1_000):
             workers += 1
         WORKERS.set(workers)
+
+
+def _by_queue_label(backlog: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """The backlog under the queues' metric labels: queues past the label cap add up under
+    `OTHER_QUEUE` (conveyor_common.metrics)."""
+    labelled: Counter[tuple[str, str]] = Counter()
+    for (queue, status), n in backlog.items():
+        labelled[(metrics.queue_label(queue), status)] += n
+    return dict(labelled)

@@ -41,4 +41,4 @@ EVENTS_PENDING = Gauge(
     "conveyor_events_pending", "Lifecycle events read but not yet acknowledged (XPENDING)"
 )
 DEAD_LETTERS = Gauge("conveyor_dead_letters", "FAILED jobs in the dead letters (not purged)")
-WORKERS = Gauge("conveyor_workers", "Live workers (unexpired worker keys in Redis)")
+WORKERS = Gauge("conveyor_workers", "Workers consuming tasks (unexpired worker keys in Redis)")

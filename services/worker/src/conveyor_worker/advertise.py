@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -41,7 +42,11 @@ def catalog_mapping(registry: TaskRegistry) -> dict[str, str]:
 
 class Advertiser:
     """Writes the catalog and this worker's key; `start()` keeps them fresh in a daemon thread
-    (so a Redis that lost its data gets them back within one interval)."""
+    (so a Redis that lost its data gets them back within one interval).
+
+    The worker key is there only while `is_ready()` (the consumer is consuming): a worker that
+    has stopped taking tasks but still reaches Redis drops out of `conveyor_workers`, so the
+    "no ready workers" alert counts the workers that can do work, not the processes alive."""
 
     def __init__(
         self,
@@ -52,8 +57,10 @@ class Advertiser:
         *,
         interval_seconds: float = 10.0,
         ttl_seconds: int = 30,
+        is_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.client = client
+        self.is_ready = is_ready
         self.keys = keys
         self.info = info
         self.catalog = catalog_mapping(registry)
@@ -70,7 +77,10 @@ class Advertiser:
         pipe = self.client.pipeline(transaction=False)
         if self.catalog:
             pipe.hset(self.keys.catalog, mapping=self.catalog)  # type: ignore[arg-type]
-        pipe.set(self.worker_key, self.info.to_json(), ex=self.ttl)
+        if self.is_ready():
+            pipe.set(self.worker_key, self.info.to_json(), ex=self.ttl)
+        else:
+            pipe.delete(self.worker_key)
         pipe.execute()
 
     def start(self) -> None:

@@ -134,9 +134,10 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
             info,
             interval_seconds=settings.heartbeat_interval_seconds,
             ttl_seconds=settings.worker_ttl_seconds,
+            is_ready=runtime.consuming.is_set,
         )
-        runtime.advertiser.start()
         runtime.ready.set()
+        runtime.advertiser.start()
         log.info("worker.ready", worker=info.name, queues=info.queues, concurrency=info.concurrency)
 
     def on_worker_shutdown(sender: Any = None, **_: Any) -> None:

@@ -237,7 +237,7 @@ class JobService:
         return []
 
     def _count_submitted(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        counts = Counter((row["task"], row["queue"]) for row in rows)
+        counts = Counter((row["task"], metrics.queue_label(row["queue"])) for row in rows)
 
         def count() -> None:
             for (task, queue), n in counts.items():
@@ -328,7 +328,7 @@ class JobService:
                 )
             ]
         )
-        task, queue = job.task, job.queue
+        task, queue = job.task, metrics.queue_label(job.queue)
 
         def count() -> None:
             metrics.JOBS_FINISHED.labels(task, queue, JobStatus.CANCELLED.value).inc()

@@ -7,9 +7,9 @@ from enum import StrEnum
 
 class Scope(StrEnum):
     JOBS_WRITE = "jobs:write"  # submit jobs
-    JOBS_READ = "jobs:read"  # read jobs, events and results
-    JOBS_MANAGE = "jobs:manage"  # cancel and retry
-    ADMIN = "admin"  # manage keys, dead letters and other administration
+    JOBS_READ = "jobs:read"  # read jobs, events, results and dead letters
+    JOBS_MANAGE = "jobs:manage"  # cancel, retry, replay dead letters
+    ADMIN = "admin"  # manage API keys, purge dead letters, other administration
 
 
 ALL_SCOPES = frozenset(Scope)

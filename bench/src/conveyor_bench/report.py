@@ -99,20 +99,22 @@ def build_rows(results: dict[str, Any]) -> list[Row]:
             return None
         return float(sum(v for k, v in cpu.items() if k not in ("other", "bench", "producer")))
 
+    senders = _get(results, "settings.batch_senders")
+    clients = _get(results, "settings.single_clients")
     specs: list[tuple[str, str, Any, Any, str, Callable[[Any, Any], bool | None] | None]] = [
         ("end-to-end drain", "jobs/s", _get(results, "drain.drained_per_second"),
          _get(results, "yardstick.drain.drain_per_second"), ">= 0.8x bare", _ratio_at_least(0.8)),
-        ("batch submit (accepted, durable)", "jobs/s",
+        (f"batch submit, {senders} senders (accepted, durable)", "jobs/s",
          _get(results, "batch_submit.accepted_per_second"),
          _get(results, "yardstick.drain.enqueue_per_second"), ">= 10,000", _at_least(10_000)),
-        ("single submit, 32 clients", "jobs/s",
+        (f"single submit, {clients} clients", "jobs/s",
          _get(results, "single_submit.accepted_per_second"),
          _get(results, "yardstick.drain.enqueue_per_second"), ">= 1,000", _at_least(1_000)),
         ("single submit p50", "ms", _get(results, "single_submit.latency.p50_ms"),
          _get(results, "yardstick.drain.send_latency.p50_ms"), "", None),
         ("single submit p99", "ms", _get(results, "single_submit.latency.p99_ms"),
          _get(results, "yardstick.drain.send_latency.p99_ms"), "<= 50", _at_most(50)),
-        ("  HTTP floor: no-op FastAPI, 32 clients", "req/s",
+        (f"  HTTP floor: no-op FastAPI, {clients} clients", "req/s",
          _get(results, "http_floor.per_second"), None, "", None),
         ("  HTTP floor p99", "ms", _get(results, "http_floor.latency.p99_ms"), None, "", None),
         ("steady: submit->started p50", "ms", _get(results, "steady.submit_to_started.p50_ms"),

@@ -1,6 +1,6 @@
 """Telling the rest of Conveyor what this worker runs: the task catalog (a hash every worker
 writes, job-service reads to validate submissions) and a per-worker key with a TTL, renewed by
-a heartbeat thread, so `GET /v1/workers` lists only live workers."""
+a heartbeat thread while the worker consumes, which job-service counts as `conveyor_workers`."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 import structlog
 
-from conveyor_bench import http_floor, scenarios
+from conveyor_bench import event_loop, http_floor, scenarios
 from conveyor_bench.backends import Backends, backends
 from conveyor_bench.conveyor import TENANT, Meter, Observer, StackSettings, start_stack
 from conveyor_bench.counters import PgProbe
@@ -49,7 +48,7 @@ def run(
         results["yardstick"] = run_yardstick(settings, found, log_dir, profile)
         log.info("bench.http_floor", clients=settings.single_clients)
         with http_floor.FloorServer() as floor:
-            results["http_floor"] = asyncio.run(
+            results["http_floor"] = event_loop.run(
                 http_floor.measure(
                     floor.url, clients=settings.single_clients, seconds=settings.single_seconds
                 )
@@ -68,7 +67,7 @@ def run(
         try:
             api_key = stack.create_api_key(TENANT, "bench")
             results.update(
-                asyncio.run(_conveyor(settings, found, stack, api_key, results, profile))
+                event_loop.run(_conveyor(settings, found, stack, api_key, results, profile))
             )
         finally:
             stack.stop(grace=15.0)

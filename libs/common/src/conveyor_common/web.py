@@ -26,6 +26,8 @@ from conveyor_common.problems import (
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Deduplicates submissions (per tenant); the gateway passes it on to job-service as it came.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _log = structlog.get_logger("conveyor.web")
 
 

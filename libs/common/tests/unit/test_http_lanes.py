@@ -56,6 +56,13 @@ class CountingServer:
             writer.close()
 
 
+def laned_client(url: str, transport: LanedTransport) -> httpx.AsyncClient:
+    """A client on `transport` that gives up waiting for a free lane after 0.2 s."""
+    return httpx.AsyncClient(
+        base_url=url, transport=transport, timeout=httpx.Timeout(5.0, pool=0.2)
+    )
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[CountingServer]:
     async with CountingServer() as running:
@@ -84,10 +91,7 @@ async def test_sequential_requests_reuse_one_connection(server: CountingServer) 
 
 async def test_a_request_waits_for_a_free_lane_then_times_out(server: CountingServer) -> None:
     transport = LanedTransport(max_connections=2)
-    timeout = httpx.Timeout(5.0, pool=0.2)
-    async with httpx.AsyncClient(
-        base_url=server.url, transport=transport, timeout=timeout
-    ) as client:
+    async with laned_client(server.url, transport) as client:
         held = [asyncio.create_task(client.get("/hold")) for _ in range(2)]
         while server.holding < 2:
             await asyncio.sleep(0.01)
@@ -104,10 +108,7 @@ async def test_a_request_waits_for_a_free_lane_then_times_out(server: CountingSe
 
 async def test_a_streamed_answer_keeps_its_lane_until_closed(server: CountingServer) -> None:
     transport = LanedTransport(max_connections=1)
-    timeout = httpx.Timeout(5.0, pool=0.2)
-    async with httpx.AsyncClient(
-        base_url=server.url, transport=transport, timeout=timeout
-    ) as client:
+    async with laned_client(server.url, transport) as client:
         async with client.stream("GET", "/big") as streamed:
             with pytest.raises(httpx.PoolTimeout):
                 await client.get("/meanwhile")
@@ -118,11 +119,8 @@ async def test_a_streamed_answer_keeps_its_lane_until_closed(server: CountingSer
 
 async def test_a_failed_request_gives_its_lane_back() -> None:
     transport = LanedTransport(max_connections=1)
-    timeout = httpx.Timeout(1.0, pool=0.2)
     # Nothing listens on port 9 (discard) of loopback here: every attempt is refused.
-    async with httpx.AsyncClient(
-        base_url="http://127.0.0.1:9", transport=transport, timeout=timeout
-    ) as client:
+    async with laned_client("http://127.0.0.1:9", transport) as client:
         for _ in range(3):
             with pytest.raises(httpx.ConnectError):
                 await client.get("/")

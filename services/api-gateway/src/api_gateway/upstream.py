@@ -81,9 +81,10 @@ def make_http_client(
             # Shorter than uvicorn's 5 s keep-alive, so we drop an idle connection before the
             # server does instead of writing a request into one it is closing.
             keepalive_expiry=4.0,
-            # Upstream URLs are internal; never pick up a proxy from the environment.
             trust_env=False,
         ),
+        # Upstream URLs are internal; never pick up a proxy (or TLS settings) from the
+        # environment, in the client's mounts or in the lanes.
         trust_env=False,
         follow_redirects=False,
     )

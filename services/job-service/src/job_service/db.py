@@ -23,10 +23,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from conveyor_common.web import IDEMPOTENCY_KEY_HEADER
 from job_service.config import CONNECTION_NAME, Settings
 
 _AFTER_COMMIT_KEY = "conveyor_after_commit"
-IDEMPOTENCY_KEY_HEADER = "idempotency-key"
 _CHECKED_IN_AT = "conveyor_checked_in_at"
 # A pooled connection unused for this long is pinged before use (see `_ping_when_idle`).
 IDLE_PING_SECONDS = 10.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -12,10 +13,10 @@ from conveyor_worker.advertise import Advertiser, WorkerInfo
 from conveyor_worker.registry import TaskRegistry
 
 
-def _eventually(condition: object, timeout: float = 5.0) -> bool:
+def _eventually(condition: Callable[[], object], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if callable(condition) and condition():
+        if condition():
             return True
         time.sleep(0.02)
     return False

@@ -44,6 +44,7 @@ from conveyor_common.problems import (
     problem_responses,
 )
 from conveyor_common.statuses import JobStatus
+from conveyor_common.web import IDEMPOTENCY_KEY_HEADER
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -59,7 +60,7 @@ _SUBMIT_PROBLEMS = (
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=IDEMPOTENCY_KEY_HEADER,
         min_length=1,
         max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
         pattern=r"^[\x21-\x7e]+$",  # visible ASCII: it travels in headers and logs

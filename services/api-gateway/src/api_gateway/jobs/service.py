@@ -25,8 +25,8 @@ from conveyor_common.jobs import (
 )
 from conveyor_common.problems import PROBLEM_TYPE_PREFIX
 from conveyor_common.statuses import JobStatus
+from conveyor_common.web import IDEMPOTENCY_KEY_HEADER
 
-IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 _RESULT_NOT_FOUND = PROBLEM_TYPE_PREFIX + "result-not-found"
 
 

@@ -29,6 +29,7 @@ from conveyor_common.problems import (
     problem_responses,
 )
 from conveyor_common.statuses import JobStatus
+from conveyor_common.web import IDEMPOTENCY_KEY_HEADER
 from job_service.db import SessionDep, SubmitSessionDep, after_commit
 from job_service.deps import CancelKeysDep, CatalogDep, RelayDep, SettingsDep, TimeLimitsDep
 from job_service.jobs.errors import IdempotencyKeyInUse, JobAlreadyFinished, JobNotRetryable
@@ -69,7 +70,7 @@ SubmitServiceDep = Annotated[JobService, Depends(get_submit_service)]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=IDEMPOTENCY_KEY_HEADER,
         min_length=1,
         max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH,
         pattern=r"^[\x21-\x7e]+$",

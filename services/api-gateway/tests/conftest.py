@@ -5,6 +5,7 @@ a real uvicorn on a free port so connection refusals and timeouts are real."""
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import threading
 import time
@@ -32,6 +33,7 @@ WRITE_KEY = "cvk_write1_" + "w" * 43
 READ_KEY = "cvk_read01_" + "r" * 43
 FULL_KEY = "cvk_full01_" + "f" * 43
 OTHER_TENANT_KEY = "cvk_other1_" + "o" * 43
+OTHER_WRITER_KEY = "cvk_otherw_" + "g" * 43
 MANAGE_KEY = "cvk_manag1_" + "m" * 43
 ADMIN_KEY = "cvk_admin1_" + "a" * 43
 KEYS: dict[str, dict[str, Any]] = {
@@ -39,6 +41,7 @@ KEYS: dict[str, dict[str, Any]] = {
     READ_KEY: {"tenant_id": "acme", "scopes": ["jobs:read"], "key_id": "k-read"},
     FULL_KEY: {"tenant_id": "acme", "scopes": ["jobs:write", "jobs:read"], "key_id": "k-full"},
     OTHER_TENANT_KEY: {"tenant_id": "globex", "scopes": ["jobs:read"], "key_id": "k-other"},
+    OTHER_WRITER_KEY: {"tenant_id": "globex", "scopes": ["jobs:write"], "key_id": "k-otherw"},
     MANAGE_KEY: {"tenant_id": "acme", "scopes": ["jobs:read", "jobs:manage"], "key_id": "k-man"},
     ADMIN_KEY: {"tenant_id": "acme", "scopes": ["admin"], "key_id": "k-admin"},
 }
@@ -100,6 +103,18 @@ class DoubleState:
 
     def calls_to(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
+
+    def submitted_jobs(self) -> list[dict[str, Any]]:
+        """Every job sent by a single submit, alone or coalesced with others."""
+        alone = [
+            json.loads(c.body) for c in self.calls_to("/internal/v1/jobs") if c.method == "POST"
+        ]
+        each = [
+            job
+            for c in self.calls_to("/internal/v1/jobs/each")
+            for job in json.loads(c.body)["jobs"]
+        ]
+        return alone + each
 
     def add_job(self, tenant: str, status: str = "QUEUED", **fields: Any) -> str:
         job = job_json("echo", {}, status=status, **fields)
@@ -240,9 +255,7 @@ def build_double(state: DoubleState) -> FastAPI:
                 )  # fmt: skip
         return problem(401, "unauthorized", "unknown key")
 
-    @app.post("/internal/v1/jobs")
-    async def submit(request: Request) -> Response:
-        body = await request.json()
+    def answer_submit(body: dict[str, Any], request: Request) -> Response:
         task = body["task"]
         if task == "unknown-task":
             return problem(422, "unknown-task", "No such task.", extra={"known_tasks": ["echo"]})
@@ -270,6 +283,25 @@ def build_double(state: DoubleState) -> FastAPI:
         return JSONResponse(
             job, status_code=202, headers={"Location": f"/internal/v1/jobs/{job['id']}"}
         )
+
+    @app.post("/internal/v1/jobs")
+    async def submit(request: Request) -> Response:
+        return answer_submit(await request.json(), request)
+
+    @app.post("/internal/v1/jobs/each")
+    async def submit_each(request: Request) -> Response:
+        """Each job as `submit` would answer it alone; an answer that would fail the whole
+        call there (a crash, a body outside the contract, a 5xx) fails this whole call."""
+        outcomes = []
+        for body in (await request.json())["jobs"]:
+            answer = answer_submit(body, request)
+            if answer.status_code == 202:
+                outcomes.append({"status": 202, "job": json.loads(answer.body)})
+            elif answer.status_code == 422:
+                outcomes.append({"status": 422, "problem": json.loads(answer.body)})
+            else:
+                return answer
+        return JSONResponse({"outcomes": outcomes})
 
     @app.post("/internal/v1/jobs/batch")
     async def submit_batch(request: Request) -> Response:
@@ -588,6 +620,7 @@ class Keys:
     read: str = READ_KEY
     full: str = FULL_KEY
     other_tenant: str = OTHER_TENANT_KEY
+    other_writer: str = OTHER_WRITER_KEY
     manage: str = MANAGE_KEY
     admin: str = ADMIN_KEY
     internal_token: str = INTERNAL_TOKEN

@@ -24,6 +24,7 @@ from api_gateway.auth.jwks import (
 from api_gateway.auth.revocations import KeyRevocations
 from api_gateway.config import SERVICE_NAME, Settings, parse_rate_limit
 from api_gateway.dead_letters.endpoints import router as dead_letters_router
+from api_gateway.jobs.coalescer import SubmitCoalescer
 from api_gateway.jobs.endpoints import router as jobs_router
 from api_gateway.jobs.service import JobsGateway
 from api_gateway.middleware import (
@@ -166,7 +167,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(result_service.client.aclose)
         app.state.job_service = job_service
         app.state.result_service = result_service
-        app.state.jobs = JobsGateway(job_service, result_service)
+        coalescer = None
+        if settings.submit_coalescing_calls:
+            coalescer = SubmitCoalescer(
+                job_service, calls_per_tenant=settings.submit_coalescing_calls
+            )
+            # Pushed after the clients, so it runs before they close: calls in flight finish.
+            stack.push_async_callback(coalescer.aclose)
+        app.state.jobs = JobsGateway(job_service, result_service, coalescer)
         app.state.key_verifier = KeyVerifier(
             job_service,
             ttl_seconds=settings.auth_cache_ttl_seconds,

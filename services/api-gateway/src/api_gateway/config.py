@@ -52,6 +52,9 @@ class Settings(BaseServiceSettings, RedisSettings):
     upstream_write_timeout: float = Field(default=10.0, gt=0)
     upstream_pool_timeout: float = Field(default=2.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
+    # Keyless single submits of one tenant that arrive while this many of its submit calls
+    # are in flight share the next call (api_gateway.jobs.coalescer); 0 sends each alone.
+    submit_coalescing_calls: int = Field(default=2, ge=0, le=64)
     readiness_timeout: float = Field(default=1.0, gt=0)
     retry_after_seconds: int = Field(default=1, ge=0)
 

@@ -233,7 +233,7 @@ async def test_invalid_job_names_the_field_and_echoes_nothing(
     assert problem["type"] == "urn:conveyor:problem:validation-error"
     assert field in [e["field"] for e in problem["errors"]]
     assert "s3cr3t-value" not in response.text
-    assert double.calls_to("/internal/v1/jobs") == []
+    assert double.submitted_jobs() == []
 
 
 async def test_invalid_job_in_a_batch_names_its_index(
@@ -257,7 +257,7 @@ async def test_bad_idempotency_key_is_refused(
 
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["header.Idempotency-Key"]
-    assert double.calls_to("/internal/v1/jobs") == []
+    assert double.submitted_jobs() == []
 
 
 async def test_malformed_json_is_a_bad_request(

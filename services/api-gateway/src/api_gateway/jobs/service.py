@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from pydantic import BaseModel
 
 from api_gateway.errors import JobCancelled, JobFailed, JobNotFinished, ResultExpired
+from api_gateway.jobs.coalescer import SubmitCoalescer
 from api_gateway.upstream import CallContext, Relayed, Upstream, UpstreamProblem
+from conveyor_common import tracing
 from conveyor_common.catalog import TaskCatalog
 from conveyor_common.jobs import (
     BatchCreate,
@@ -44,13 +46,28 @@ class BatchAccepted(BaseModel):
 
 
 class JobsGateway:
-    def __init__(self, job_service: Upstream, result_service: Upstream) -> None:
+    def __init__(
+        self,
+        job_service: Upstream,
+        result_service: Upstream,
+        coalescer: SubmitCoalescer | None = None,
+    ) -> None:
         self.job_service = job_service
         self.result_service = result_service
+        self.coalescer = coalescer
 
     async def submit(
         self, job: JobCreate, ctx: CallContext, idempotency_key: str | None
     ) -> Relayed[JobRead]:
+        if (
+            self.coalescer is not None
+            and idempotency_key is None
+            and ctx.tenant_id is not None
+            # Traced, a submit keeps its own call, so its job's trace runs through its own
+            # job-service span.
+            and not tracing.enabled()
+        ):
+            return await self.coalescer.submit(_json(job), ctx)
         headers = {IDEMPOTENCY_KEY_HEADER: idempotency_key} if idempotency_key else None
         response = await self.job_service.request(
             "POST", "/internal/v1/jobs", ctx, content=_json(job), headers=headers

@@ -29,6 +29,7 @@ from conveyor_common.problems import (
     problem_responses,
 )
 from conveyor_common.statuses import JobStatus
+from conveyor_common.submissions import SubmitEach, SubmitOutcome, SubmitOutcomes
 from conveyor_common.web import IDEMPOTENCY_KEY_HEADER
 from job_service.db import SessionDep, SubmitSessionDep, after_commit
 from job_service.deps import CancelKeysDep, CatalogDep, RelayDep, SettingsDep, TimeLimitsDep
@@ -146,6 +147,30 @@ async def submit_batch(
     else:
         response.status_code = status.HTTP_200_OK
     return BatchRead(jobs=jobs)
+
+
+@router.post("/each", responses=_WRITE_ERRORS)
+async def submit_each(
+    body: SubmitEach, tenant: TenantDep, service: SubmitServiceDep, relay: RelayDep
+) -> SubmitOutcomes:
+    """Single submits the gateway coalesced (conveyor_common.submissions): one outcome per
+    job, each as its own `POST /v1/jobs` would have been answered."""
+    with tracing.span(SUBMIT_SPAN, kind=tracing.SpanKind.PRODUCER) as span:
+        outcomes = await service.submit_each(tenant, body.jobs)
+        if span is not None:
+            span.set_attribute("conveyor.jobs", len(body.jobs))
+    if any(isinstance(outcome, JobRead) for outcome in outcomes):
+        after_commit(service.session, relay.wake)
+    return SubmitOutcomes(
+        outcomes=[
+            SubmitOutcome(status=status.HTTP_202_ACCEPTED, job=outcome)
+            if isinstance(outcome, JobRead)
+            else SubmitOutcome(
+                status=outcome.status, problem=outcome.to_problem(instance=router.prefix)
+            )
+            for outcome in outcomes
+        ]
+    )
 
 
 @router.get("/{job_id}", responses=problem_responses(Unauthorized, JobNotFound))

@@ -24,7 +24,7 @@ from conveyor_common.jobs import (
     JobList,
     JobRead,
 )
-from conveyor_common.problems import FieldError, InvalidRequest, JobNotFound
+from conveyor_common.problems import ConveyorError, FieldError, InvalidRequest, JobNotFound
 from conveyor_common.statuses import JobStatus
 from job_service.clock import utcnow
 from job_service.db import after_commit
@@ -152,6 +152,32 @@ class JobService:
             await self.repository.insert_outbox(outbox_rows)
         self._count_submitted(rows)
         return _reads_from_rows(rows), True
+
+    async def submit_each(
+        self, tenant_id: str, jobs: Sequence[JobCreate]
+    ) -> list[JobRead | ConveyorError]:
+        """Judges each job on its own, as if it came alone (its errors name `body.*`), and
+        stores the valid ones with their outbox rows in one statement. Returns, in order, each
+        stored job or the error its own submit would have raised. Coalesced submits carry no
+        Idempotency-Key (the gateway sends keyed ones alone)."""
+        entries = await self.catalog.entries()
+        now = self.clock()
+        outcomes: list[dict[str, Any] | ConveyorError] = []
+        for job in jobs:
+            try:
+                self._validate([job], entries, prefix=lambda _i: "body")
+            except ConveyorError as refused:
+                outcomes.append(refused)
+                continue
+            outcomes.append(_job_row(tenant_id, job, entries[job.task], now))
+        rows = [outcome for outcome in outcomes if not isinstance(outcome, ConveyorError)]
+        if rows:
+            await self.repository.insert_jobs(rows, _outbox_rows(rows, now))
+            self._count_submitted(rows)
+        reads = iter(_reads_from_rows(rows))
+        return [
+            outcome if isinstance(outcome, ConveyorError) else next(reads) for outcome in outcomes
+        ]
 
     async def _stored_batch(
         self, tenant_id: str, keys: Sequence[str], request_hash: str | None

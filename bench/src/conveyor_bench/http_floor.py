@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-import httpx
+import httpx  # the start-up probe only; the load comes from loadgen
 
 from conveyor_bench.loadgen import closed_loop, make_client
 from conveyor_bench.stats import latency_summary, rate

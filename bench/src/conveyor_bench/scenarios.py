@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from conveyor_bench.conveyor import Meter, Observer
 from conveyor_bench.loadgen import (
-    NOOP_JOB,
+    LoadClient,
     SubmittedJob,
     closed_loop,
     open_loop,
@@ -25,7 +23,7 @@ from conveyor_bench.stats import latency_summary, rate
 
 @dataclass
 class Context:
-    client: httpx.AsyncClient
+    client: LoadClient
     meter: Meter
     observer: Observer
     # Drain-rate guess for the polling cadence and time-outs, updated as figures come in.
@@ -45,7 +43,7 @@ async def _check_none_failed(ctx: Context) -> None:
 async def warm_up(ctx: Context, jobs: int) -> None:
     """Connections, prepared statements, the catalog and auth caches, the worker's pool."""
     await submit_batches(ctx.client, jobs=jobs, batch_size=max(1, jobs // 2), senders=1)
-    await asyncio.gather(*(ctx.client.post("/v1/jobs", json=NOOP_JOB) for _ in range(20)))
+    await asyncio.gather(*(ctx.client.submit_noop() for _ in range(20)))
     await ctx.observer.wait_all_finished(expected_rate=ctx.expected_rate, timeout=120)
     await _check_none_failed(ctx)
 

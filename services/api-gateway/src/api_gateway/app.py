@@ -35,7 +35,7 @@ from api_gateway.middleware import (
 from api_gateway.ratelimit import RateLimitHeadersMiddleware, TenantRateLimiter, create_limiter
 from api_gateway.relay import install_upstream_problem_handler
 from api_gateway.tasks.endpoints import router as tasks_router
-from api_gateway.upstream import Upstream, make_http_client
+from api_gateway.upstream import Upstream, UpstreamTimeouts, make_http_session
 from conveyor_common import limits
 from conveyor_common.redis_keys import RedisKeys
 from conveyor_common.web import ReadinessCheck, create_service_app
@@ -56,17 +56,17 @@ response carries `X-Request-ID`.
 
 
 def _upstream(settings: Settings, name: str, base_url: str) -> Upstream:
-    client = make_http_client(
-        base_url,
-        connect_timeout=settings.upstream_connect_timeout,
-        read_timeout=settings.upstream_read_timeout,
-        write_timeout=settings.upstream_write_timeout,
-        pool_timeout=settings.upstream_pool_timeout,
-        max_connections=settings.upstream_max_connections,
+    session = make_http_session(max_connections=settings.upstream_max_connections)
+    timeouts = UpstreamTimeouts(
+        connect=settings.upstream_connect_timeout,
+        read=settings.upstream_read_timeout,
+        pool=settings.upstream_pool_timeout,
     )
     return Upstream(
         name,
-        client,
+        base_url,
+        session,
+        timeouts=timeouts,
         internal_token=settings.internal_token,
         retry_after_seconds=settings.retry_after_seconds,
     )
@@ -162,9 +162,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
         job_service = _upstream(settings, "job-service", settings.job_service_url)
-        stack.push_async_callback(job_service.client.aclose)
+        stack.push_async_callback(job_service.aclose)
         result_service = _upstream(settings, "result-service", settings.result_service_url)
-        stack.push_async_callback(result_service.client.aclose)
+        stack.push_async_callback(result_service.aclose)
         app.state.job_service = job_service
         app.state.result_service = result_service
         coalescer = None
@@ -188,13 +188,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _health_check(upstream: Upstream, timeout: float) -> ReadinessCheck:
     async def check() -> None:
-        response = await upstream.client.get("/healthz", timeout=timeout)
-        if response.status_code != 200:
-            raise httpx.HTTPStatusError(
-                f"{upstream.name} /healthz answered {response.status_code}",
-                request=response.request,
-                response=response,
-            )
+        await upstream.health(timeout)
 
     return check
 

@@ -49,7 +49,6 @@ class Settings(BaseServiceSettings, RedisSettings):
     # long enough for a 1,000-job batch commit (else 504).
     upstream_connect_timeout: float = Field(default=1.0, gt=0)
     upstream_read_timeout: float = Field(default=10.0, gt=0)
-    upstream_write_timeout: float = Field(default=10.0, gt=0)
     upstream_pool_timeout: float = Field(default=2.0, gt=0)
     upstream_max_connections: int = Field(default=100, ge=1)
     # Keyless single submits of one tenant that arrive while this many of its submit calls

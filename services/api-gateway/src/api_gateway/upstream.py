@@ -13,13 +13,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import structlog
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from conveyor_common import tracing
-from conveyor_common.http_lanes import LanedTransport
 from conveyor_common.problems import (
     PROBLEM_CONTENT_TYPE,
     BadGateway,
@@ -46,6 +46,10 @@ class CallContext:
     passthrough: tuple[tuple[str, str], ...] = ()
 
 
+class UpstreamUnhealthy(Exception):
+    """An upstream's `/healthz` answered, but not 200."""
+
+
 class UpstreamProblem(Exception):
     """A problem+json answer from upstream, relayed to the client with its status and body."""
 
@@ -60,45 +64,43 @@ class UpstreamProblem(Exception):
 _RELAYED_PROBLEM_HEADERS = ("retry-after", "www-authenticate")
 
 
-def make_http_client(
-    base_url: str,
-    *,
-    connect_timeout: float,
-    read_timeout: float,
-    write_timeout: float,
-    pool_timeout: float,
-    max_connections: int,
-) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(
-        base_url=base_url,
-        timeout=httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
-        ),
-        # One pool per connection: httpcore's shared pool cost 2 ms of CPU per request at 32
-        # in flight (conveyor_common.http_lanes says why).
-        transport=LanedTransport(
-            max_connections=max_connections,
+@dataclass(frozen=True)
+class UpstreamTimeouts:
+    connect: float
+    read: float
+    pool: float
+
+
+def make_http_session(*, max_connections: int) -> aiohttp.ClientSession:
+    """The pooled connections to one internal service (docs/decisions/0023: aiohttp's client
+    costs a third of httpx's CPU per call)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max_connections,
             # Shorter than uvicorn's 5 s keep-alive, so we drop an idle connection before the
             # server does instead of writing a request into one it is closing.
-            keepalive_expiry=4.0,
-            trust_env=False,
+            keepalive_timeout=4.0,
         ),
-        # Upstream URLs are internal; never pick up a proxy (or TLS settings) from the
-        # environment, in the client's mounts or in the lanes.
+        # Internal answers set no cookies; a jar would search every answer for `Set-Cookie`.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        # Upstream URLs are internal: never a proxy or netrc from the environment.
         trust_env=False,
-        follow_redirects=False,
+        auto_decompress=False,
+        # The gateway relays upstream bodies as they are; it never asks for compression.
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
     )
-    # httpx offers no switch for its cookie jar, and parsing every answer for cookies the
-    # internal services never set was a sixth of the gateway's CPU per upstream call.
-    client._cookies = _IgnoredCookies()
-    return client
 
 
-class _IgnoredCookies(httpx.Cookies):
-    """A jar that keeps nothing: upstream answers are never searched for `Set-Cookie`."""
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """An upstream answer, read whole."""
 
-    def extract_cookies(self, response: httpx.Response) -> None:  # noqa: ARG002 - httpx calls it so
-        return None
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +118,26 @@ class Upstream:
     def __init__(
         self,
         name: str,
-        client: httpx.AsyncClient,
+        base_url: str,
+        session: aiohttp.ClientSession,
         *,
+        timeouts: UpstreamTimeouts,
         internal_token: SecretStr,
         retry_after_seconds: int,
     ) -> None:
         self.name = name
-        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        address = urlsplit(self.base_url)
+        self._host = address.hostname or ""
+        self._port = address.port or (443 if address.scheme == "https" else 80)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            # aiohttp's `connect` covers waiting for a pooled connection and opening one.
+            connect=timeouts.pool + timeouts.connect,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
+        )
         self._token = internal_token.get_secret_value()
         self._retry_after = retry_after_seconds
 
@@ -135,8 +150,7 @@ class Upstream:
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | float | None = None,
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         sent: dict[str, str] = {INTERNAL_TOKEN_HEADER: self._token, **dict(ctx.passthrough)}
         if ctx.request_id:
             sent[REQUEST_ID_HEADER] = ctx.request_id
@@ -146,9 +160,8 @@ class Upstream:
             sent["Content-Type"] = "application/json"
         if headers:
             sent.update(headers)
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         if not tracing.enabled():
-            return await self._send(method, path, content, params, sent, extra)
+            return await self._send(method, path, content, params, sent)
         # The client span's context replaces whatever `traceparent` the client sent: that one
         # is the parent of our server span already.
         with tracing.span(
@@ -156,16 +169,27 @@ class Upstream:
             kind=tracing.SpanKind.CLIENT,
             attributes={
                 "http.request.method": method,
-                "server.address": self.client.base_url.host,
-                "server.port": self.client.base_url.port or 80,
+                "server.address": self._host,
+                "server.port": self._port,
                 "peer.service": self.name,
             },
         ) as span:
             tracing.inject_headers(sent)
-            response = await self._send(method, path, content, params, sent, extra)
+            response = await self._send(method, path, content, params, sent)
             if span is not None:
                 span.set_attribute("http.response.status_code", response.status_code)
             return response
+
+    async def health(self, timeout: float) -> None:
+        """Raises unless the service's `/healthz` answers 200 within `timeout` seconds."""
+        async with self.session.get(
+            self.base_url + "/healthz", timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            if response.status != 200:
+                raise UpstreamUnhealthy(f"{self.name} /healthz answered {response.status}")
+
+    async def aclose(self) -> None:
+        await self.session.close()
 
     async def _send(
         self,
@@ -174,25 +198,33 @@ class Upstream:
         content: bytes | None,
         params: Mapping[str, str] | None,
         headers: dict[str, str],
-        extra: dict[str, Any],
-    ) -> httpx.Response:
+    ) -> UpstreamResponse:
         try:
-            return await self.client.request(
-                method, path, content=content, params=params, headers=headers, **extra
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            async with self.session.request(
+                method,
+                self.base_url + path,
+                data=content,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return UpstreamResponse(response.status, response.headers, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Nothing listening, or no connection (pooled or new) to be had in time.
             log.warning("upstream.unavailable", upstream=self.name, error=type(exc).__name__)
             raise ServiceUnavailable(
                 f"The {self.name} is unavailable.", retry_after=self._retry_after
             ) from exc
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:  # aiohttp's read timeout is one
             log.warning("upstream.timeout", upstream=self.name, error=type(exc).__name__)
             raise GatewayTimeout(f"The {self.name} did not answer in time.") from exc
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             log.warning("upstream.failed", upstream=self.name, error=type(exc).__name__)
             raise BadGateway(f"The {self.name} failed to answer.") from exc
 
-    def check(self, response: httpx.Response, *expected: int) -> httpx.Response:
+    def check(self, response: UpstreamResponse, *expected: int) -> UpstreamResponse:
         """Returns the response if its status is one of `expected`; else raises what the client
         should see: the upstream problem itself, or a 502."""
         if response.status_code in expected:
@@ -217,13 +249,13 @@ class Upstream:
         raise BadGateway(f"The {self.name} answered {response.status_code} unexpectedly.")
 
     def relay(
-        self, response: httpx.Response, model: type[ModelT], *expected: int
+        self, response: UpstreamResponse, model: type[ModelT], *expected: int
     ) -> Relayed[ModelT]:
         """An expected answer, checked against `model`, to pass on as the bytes upstream sent."""
         self.check(response, *expected)
         return Relayed(response.status_code, response.content, self.parse(response, model))
 
-    def parse(self, response: httpx.Response, model: type[ModelT]) -> ModelT:
+    def parse(self, response: UpstreamResponse, model: type[ModelT]) -> ModelT:
         """The response body as `model`; a body outside the contract is the upstream's fault."""
         try:
             return model.model_validate_json(response.content)
@@ -238,7 +270,7 @@ class Upstream:
             raise BadGateway(f"The {self.name} answered outside its contract.") from exc
 
 
-def _problem_body(response: httpx.Response) -> dict[str, Any] | None:
+def _problem_body(response: UpstreamResponse) -> dict[str, Any] | None:
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != PROBLEM_CONTENT_TYPE:
         return None

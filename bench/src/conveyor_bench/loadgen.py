@@ -170,6 +170,7 @@ class OpenLoopOutcome:
     errors: int
     late_sends: int  # sends created more than 5 ms behind schedule (generator overloaded)
     stopped_at: float | None = None  # seconds in, when sending stopped before the end
+    polls: int = 0  # visibility GETs sent
 
 
 async def open_loop(
@@ -181,6 +182,7 @@ async def open_loop(
     poll_interval: float = 0.01,
     stop: asyncio.Event | None = None,
     max_in_flight: int = 32,
+    max_polls_in_flight: int = 2,
     max_backlog_seconds: float = 10.0,
 ) -> OpenLoopOutcome:
     """Submits at `rate` jobs/s for `seconds`, each send its own task. Every `sample_every`-th
@@ -191,19 +193,27 @@ async def open_loop(
     thousands waiting); a send that has to wait for a slot is still timed from when it was due,
     so a slow system's queueing shows in the latencies instead of being hidden. Sending stops
     early once `stop` is set, or once more than `max_backlog_seconds` of sends wait (the system
-    cannot sustain the rate)."""
+    cannot sustain the rate).
+
+    The polls have connections and a cap of their own (`max_polls_in_flight`): they never hold
+    a send back, and the observer's load stays bounded when jobs are slow to show (uncapped,
+    a slow system polled ever more jobs every 10 ms and the GETs outnumbered the submits)."""
     jobs: list[SubmittedJob] = []
     tasks: set[asyncio.Task[None]] = set()
     slots = asyncio.Semaphore(max_in_flight)
+    poll_slots = asyncio.Semaphore(max_polls_in_flight)
     errors = 0
     late = 0
     waiting = 0
+    polls = 0
 
     async def poll(job: SubmittedJob) -> None:
+        nonlocal polls
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline:
             try:
-                async with slots:
+                async with poll_slots:
+                    polls += 1
                     response = await client.get(f"/v1/jobs/{job.job_id}")
             except TransportError:
                 await asyncio.sleep(poll_interval)
@@ -257,4 +267,4 @@ async def open_loop(
     submitted = time.perf_counter() - start
     if tasks:
         await asyncio.gather(*tasks)
-    return OpenLoopOutcome(jobs, submitted, errors, late, stopped_at)
+    return OpenLoopOutcome(jobs, submitted, errors, late, stopped_at, polls)

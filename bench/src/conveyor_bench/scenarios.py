@@ -84,11 +84,13 @@ async def batch_drain(ctx: Context, *, jobs: int, batch_size: int, senders: int)
 async def single_submit(ctx: Context, *, clients: int, seconds: float) -> dict[str, Any]:
     """`clients` concurrent clients POSTing one job each at a time, for `seconds`; then the
     backlog drains, and the cost of each job from submit to SUCCEEDED (single mode) is taken
-    over both."""
+    over both. The jobs over the time from the first send until the last job finished is the
+    rate this deployment carries end to end when every job comes alone."""
     before = await ctx.meter.snapshot()
+    started = asyncio.get_running_loop().time()
     outcome = await closed_loop(ctx.client, clients=clients, seconds=seconds)
     submit_cost = await ctx.meter.cost(before, outcome.jobs)
-    await ctx.observer.wait_all_finished(
+    done = await ctx.observer.wait_all_finished(
         expected_rate=ctx.expected_rate, timeout=ctx.finish_timeout(outcome.jobs)
     )
     cost = await ctx.meter.cost(before, outcome.jobs)
@@ -100,6 +102,7 @@ async def single_submit(ctx: Context, *, clients: int, seconds: float) -> dict[s
             "jobs": outcome.jobs,
             "errors": outcome.errors,
             "accepted_per_second": rate(outcome.jobs, outcome.seconds),
+            "drained_per_second": rate(outcome.jobs, done - started),
             "latency": latency_summary(outcome.latencies),
             "cores_used": submit_cost["cores_used"],
         },
@@ -189,6 +192,7 @@ async def steady(
         "stopped_overloaded_at": outcome.stopped_at,
         "visibility_sample_every": sample_every,
         "visibility_poll_interval_ms": round(poll_interval * 1000, 1),
+        "visibility_polls": outcome.polls,
         **_latencies(outcome.jobs, times),
     }
 

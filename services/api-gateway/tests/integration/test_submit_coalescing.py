@@ -42,9 +42,11 @@ async def test_concurrent_submits_share_calls_and_each_gets_its_own_job(
         assert answer.headers["x-request-id"] == f"r{n}"
     assert len({a.json()["id"] for a in answers}) == 12
     calls = double.calls_to(EACH)
-    # Two calls go at once (one submit each); the other ten wait for a free slot and go
-    # together in fewer calls than submits.
-    assert 3 <= len(calls) < 12
+    # Submits that find both call slots busy wait and go together: fewer calls than submits.
+    # How many calls exactly depends on how the loop interleaves the arrivals (a loaded
+    # machine can gather nine submits before the first call starts), so only the bound holds.
+    assert 1 <= len(calls) < 12
+    assert any(len(json.loads(call.body)["jobs"]) > 1 for call in calls)
     assert sorted(job["args"]["n"] for job in double.submitted_jobs()) == list(range(12))
     assert double.calls_to("/internal/v1/jobs") == []
 

@@ -101,18 +101,26 @@ async def test_a_failed_call_fails_every_submit_it_carried(
 
 
 async def test_a_client_that_goes_away_takes_only_its_own_wait(
-    gateway: httpx.AsyncClient, keys: Any, double: Any
+    open_gateway: Any, keys: Any, double: Any
 ) -> None:
     double.delay_seconds = SLOW
-    first = [asyncio.create_task(_submit(gateway, keys.write, n)) for n in range(2)]
-    await asyncio.sleep(0.05)  # both calls in flight: the next submits wait
-    waiting = [asyncio.create_task(_submit(gateway, keys.write, n)) for n in range(2, 6)]
-    await asyncio.sleep(0.05)
-    waiting[0].cancel()
+    # One call slot, so that once the first call is upstream every later submit waits for it.
+    async with open_gateway(submit_coalescing_calls=1) as gateway:
+        first = asyncio.create_task(_submit(gateway, keys.write, 0))
+        await _until_called(double, EACH)
+        waiting = [asyncio.create_task(_submit(gateway, keys.write, n)) for n in range(1, 5)]
+        await asyncio.sleep(0.05)  # well inside the first call's SLOW seconds
+        waiting[0].cancel()
+        answers = await asyncio.gather(first, *waiting[1:])
 
-    answers = await asyncio.gather(*first, *waiting[1:])
-    assert [a.status_code for a in answers] == [202] * 5
-    assert 2 not in [job["args"]["n"] for job in double.submitted_jobs()]
+    assert [a.status_code for a in answers] == [202] * 4
+    assert sorted(job["args"]["n"] for job in double.submitted_jobs()) == [0, 2, 3, 4]
+
+
+async def _until_called(double: Any, path: str) -> None:
+    async with asyncio.timeout(5):
+        while not double.calls_to(path):
+            await asyncio.sleep(0.005)
 
 
 async def test_keyed_submits_and_coalescing_off_go_alone(

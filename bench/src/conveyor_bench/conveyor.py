@@ -4,7 +4,9 @@ PostgreSQL and Redis, and a meter of everything one job costs it."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,20 @@ class StackSettings:
     log_dir: Path
 
 
+OVERRIDE_PREFIX = "BENCH_CONVEYOR_"
+
+
+def settings_from_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`BENCH_CONVEYOR_X=v` in the bench's environment is `CONVEYOR_X=v` for every process of
+    the stack: A/B runs of a setting (the stack passes no `CONVEYOR_*` variable through as it
+    is, so a developer's own settings never leak into a measurement unasked)."""
+    return {
+        "CONVEYOR_" + name.removeprefix(OVERRIDE_PREFIX): value
+        for name, value in environ.items()
+        if name.startswith(OVERRIDE_PREFIX) and name != OVERRIDE_PREFIX
+    }
+
+
 def start_stack(backends: Backends, settings: StackSettings) -> Stack:
     config = StackConfig.on_free_ports(
         database_url=asyncpg_url(backends.database_url),
@@ -57,6 +73,7 @@ def start_stack(backends: Backends, settings: StackSettings) -> Stack:
             # The limiter stays on (its Redis round trip is part of every request's cost) but
             # high enough never to refuse the bench.
             "CONVEYOR_RATE_LIMIT": "1000000/second",
+            **settings_from_environment(),
         },
     )
     return Stack(config, LogFiles(settings.log_dir)).start(timeout=180)

@@ -14,7 +14,14 @@ import structlog
 
 from conveyor_bench import event_loop, http_floor, scenarios
 from conveyor_bench.backends import Backends, backends
-from conveyor_bench.conveyor import TENANT, Meter, Observer, StackSettings, start_stack
+from conveyor_bench.conveyor import (
+    TENANT,
+    Meter,
+    Observer,
+    StackSettings,
+    settings_from_environment,
+    start_stack,
+)
 from conveyor_bench.counters import PgProbe
 from conveyor_bench.loadgen import make_client
 from conveyor_bench.machine import library_versions, machine
@@ -39,6 +46,8 @@ def run(
         "mode": settings.mode,
         "machine": machine(),
         "settings": settings.as_dict(),
+        # Settings of the stack changed for this run (BENCH_CONVEYOR_*): not the defaults.
+        "stack_overrides": settings_from_environment(),
         "log_dir": str(log_dir),
     }
     with backends(durable_postgres=settings.durable_postgres) as found:

@@ -42,6 +42,7 @@ class StackSettings:
     pool: str
     log_level: str
     log_dir: Path
+    overrides: Mapping[str, str]  # CONVEYOR_* settings changed for this run
 
 
 OVERRIDE_PREFIX = "BENCH_CONVEYOR_"
@@ -73,7 +74,7 @@ def start_stack(backends: Backends, settings: StackSettings) -> Stack:
             # The limiter stays on (its Redis round trip is part of every request's cost) but
             # high enough never to refuse the bench.
             "CONVEYOR_RATE_LIMIT": "1000000/second",
-            **settings_from_environment(),
+            **settings.overrides,
         },
     )
     return Stack(config, LogFiles(settings.log_dir)).start(timeout=180)

@@ -41,13 +41,14 @@ def run(
     wall = time.monotonic()
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="conveyor-bench-logs-"))
     log_dir.mkdir(parents=True, exist_ok=True)
+    overrides = settings_from_environment()
     results: dict[str, Any] = {
         "date": started.isoformat(),
         "mode": settings.mode,
         "machine": machine(),
         "settings": settings.as_dict(),
         # Settings of the stack changed for this run (BENCH_CONVEYOR_*): not the defaults.
-        "stack_overrides": settings_from_environment(),
+        "stack_overrides": overrides,
         "log_dir": str(log_dir),
     }
     with backends(durable_postgres=settings.durable_postgres) as found:
@@ -71,6 +72,7 @@ def run(
                 pool=settings.pool,
                 log_level=settings.log_level,
                 log_dir=log_dir,
+                overrides=overrides,
             ),
         )
         try:

@@ -29,6 +29,7 @@ from conveyor_bench.processes import own_cpu_seconds
 from conveyor_bench.profiling import Profiler, ProfileRequest
 from conveyor_bench.settings import BenchSettings
 from conveyor_bench.yardstick import BareCelery, BareSettings
+from conveyor_common.gc_pauses import freeze_startup_objects
 from conveyor_devstack.stack import Stack
 
 log = structlog.get_logger("conveyor_bench")
@@ -55,6 +56,8 @@ def run(
         results["backends"] = found.describe()
         results["versions"] = {**library_versions(), "redis": _redis_version(found.redis_url)}
         log.info("bench.yardstick", jobs=settings.jobs)
+        # The generator's own full collections would count as the latency of what it measures.
+        freeze_startup_objects()
         results["yardstick"] = run_yardstick(settings, found, log_dir, profile)
         log.info("bench.http_floor", clients=settings.single_clients)
         with http_floor.FloorServer() as floor:
@@ -161,6 +164,7 @@ async def _conveyor(
     redis_client = aioredis.Redis.from_url(found.redis_url)
     connections = max(settings.single_clients, settings.batch_senders) + 8
     client = make_client(stack.gateway_url, api_key, connections=connections)
+    freeze_startup_objects()
     out: dict[str, Any] = {}
     try:
         results["versions"]["postgresql"] = await probe.server_version()

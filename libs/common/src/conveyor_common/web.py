@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor_common.gc_pauses import freeze_startup_objects
 from conveyor_common.problems import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_PREFIX,
@@ -175,11 +177,27 @@ def add_health_routes(
         )
 
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def frozen_after_startup(lifespan: Lifespan) -> Lifespan:
+    """`lifespan`, then the start-up objects frozen out of the collector's full collections
+    (`gc_pauses`) before the first request."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            freeze_startup_objects()
+            yield
+
+    return run
+
+
 def create_service_app(
     service: str,
     *,
     title: str,
-    lifespan: Any,
+    lifespan: Lifespan,
     readiness: Callable[[Request], Mapping[str, ReadinessCheck]],
     version: str = "0.1.0",
     openapi: bool = True,
@@ -192,7 +210,7 @@ def create_service_app(
     app = FastAPI(
         title=title,
         version=version,
-        lifespan=lifespan,
+        lifespan=frozen_after_startup(lifespan),
         description=description,
         telemetry=TELEMETRY,
         openapi_url="/openapi.json" if openapi else None,

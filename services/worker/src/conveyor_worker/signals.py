@@ -11,6 +11,7 @@ from celery import Celery, bootsteps, signals
 
 from conveyor_common import tracing
 from conveyor_common.envelope import ENVELOPE_KWARG, TaskEnvelope
+from conveyor_common.gc_pauses import freeze_startup_objects
 from conveyor_common.results import TaskFailure
 from conveyor_worker.advertise import Advertiser, WorkerInfo
 from conveyor_worker.logs import setup_worker_logging
@@ -102,6 +103,7 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
 
     def on_process_init(**_: Any) -> None:
         runtime.client()
+        freeze_startup_objects()
 
     def on_process_shutdown(pid: int | None = None, **_: Any) -> None:
         if pid != os.getpid():
@@ -138,6 +140,8 @@ def connect_worker_signals(app: Celery, runtime: WorkerRuntime) -> None:
         )
         runtime.ready.set()
         runtime.advertiser.start()
+        # The consumer's loop is where a long collection would hold up every delivery.
+        freeze_startup_objects()
         log.info("worker.ready", worker=info.name, queues=info.queues, concurrency=info.concurrency)
 
     def on_worker_shutdown(sender: Any = None, **_: Any) -> None:

@@ -12,11 +12,20 @@ what the process made since.
 from __future__ import annotations
 
 import gc
+import os
+
+# The process that froze; a forked child inherits this value and freezes its own copy.
+_frozen_in: int | None = None
 
 
 def freeze_startup_objects() -> None:
     """Collects start-up garbage once, then freezes every object that survived (see module
-    doc). Call it when the process is ready to serve, and again in each forked pool child (a
-    child's collector state is its own)."""
+    doc). Call it when the process is ready to serve, and in each forked pool child (a child's
+    collector state is its own). Once per process: an app started again in the same process
+    (tests) would only pay for another full collection."""
+    global _frozen_in
+    if _frozen_in == os.getpid():
+        return
+    _frozen_in = os.getpid()
     gc.collect()
     gc.freeze()

@@ -10,13 +10,15 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from conveyor_common import gc_pauses
 from conveyor_common.gc_pauses import freeze_startup_objects
 from conveyor_common.web import create_service_app
 
 
 @pytest.fixture(autouse=True)
-def unfrozen() -> Iterator[None]:
+def unfrozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     gc.unfreeze()
+    monkeypatch.setattr(gc_pauses, "_frozen_in", None)
     yield
     gc.unfreeze()
 
@@ -26,6 +28,18 @@ def test_freezing_moves_the_surviving_objects_out_of_the_collected_generations()
     assert gc.get_freeze_count() == 0
     freeze_startup_objects()
     assert gc.get_freeze_count() >= len(kept)
+
+
+def test_a_process_freezes_once_and_a_forked_child_again() -> None:
+    freeze_startup_objects()
+    frozen = gc.get_freeze_count()
+    later = [[] for _ in range(1_000)]  # tracked containers made after the freeze
+    freeze_startup_objects()
+    assert gc.get_freeze_count() == frozen
+
+    gc_pauses._frozen_in = -1  # as a child sees it: the value its parent set
+    freeze_startup_objects()
+    assert gc.get_freeze_count() >= frozen + len(later)
 
 
 async def test_a_service_freezes_after_its_own_startup_and_before_the_first_request() -> None:

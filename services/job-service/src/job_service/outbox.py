@@ -3,9 +3,8 @@
 Woken right after every submit commits, and sweeping on a timer for anything missed (Redis
 down, a crash between commit and publish). One round, in ONE transaction: lock up to a batch of
 outbox rows with their jobs (`FOR UPDATE SKIP LOCKED`, so several replicas share the work),
-mark the jobs QUEUED with the next attempt number and delete the outbox rows (one statement on
-PostgreSQL, `JobRepository.take_outbox`), LPUSH all their pre-built Celery messages in one Redis
-pipeline (one LPUSH per list, of many messages), commit.
+mark the jobs QUEUED with the next attempt number, LPUSH all their pre-built Celery messages in
+one Redis pipeline (one LPUSH per list, of many messages), delete the outbox rows, commit.
 
 What an outbox row asks for depends on its job's status when the relay takes it:
 - PENDING: publish the next attempt (the job becomes QUEUED with `attempts + 1`); a job in a
@@ -139,19 +138,19 @@ class OutboxRelay(BackgroundLoop):
         """One round; returns how many outbox rows it consumed."""
         async with self._sessionmaker() as session, session.begin():
             repository = JobRepository.from_session(session)
-            now = self._clock()
-            # The PENDING jobs are QUEUED with their next attempt, the rows deleted: all
-            # uncommitted until the messages are out.
-            rows = await repository.take_outbox(self._batch_size, now)
+            rows = await repository.claim_outbox(self._batch_size)
             if not rows:
                 return 0
+            now = self._clock()
             # One action per job, however many outbox rows it has.
             jobs = list({row.id: row for row in rows}.values())
             new_attempts = [row for row in jobs if row.status == JobStatus.PENDING]
             republished = [row for row in jobs if row.status == JobStatus.QUEUED]
             cancelled = [row for row in jobs if row.status == JobStatus.CANCELLED]
+            await repository.mark_queued([row.id for row in new_attempts], now)
             if new_attempts or republished or cancelled:
                 await self._publish(new_attempts, republished, cancelled)
+            await repository.delete_outbox([row.outbox_id for row in rows])
         if self._state_cache is not None:
             # Committed: the event applier can decide these jobs' first events without reading.
             self._state_cache.forget([row.id for row in cancelled])

@@ -17,7 +17,6 @@ from typing import Any, Self, cast
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Table,
     TextClause,
     and_,
@@ -361,50 +360,16 @@ class JobRepository:
 
     # --- outbox relay ---------------------------------------------------------------------
 
-    def _claim(self, limit: int) -> Select[Any]:
+    async def claim_outbox(self, limit: int) -> Sequence[Any]:
         """Outbox rows with their jobs, locked; rows another relay holds are skipped. (SQLite has
         no row locks: its BEGIN IMMEDIATE transaction already excludes other writers.)"""
-        return (
+        stmt = (
             select(outbox.c.id.label("outbox_id"), *_CLAIM_COLUMNS)
             .join_from(outbox, jobs, outbox.c.job_id == jobs.c.id)
             .order_by(outbox.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-
-    async def take_outbox(self, limit: int, now: datetime) -> Sequence[Any]:
-        """One relay round's writes: claims up to `limit` outbox rows with their jobs (locked),
-        marks the claimed PENDING jobs QUEUED with their next attempt and deletes the claimed
-        outbox rows. Returns the rows as they were before. On PostgreSQL it is one statement,
-        so the relay publishes after one round trip rather than three; nothing of it is
-        visible until the caller commits, which it does only once the messages are out."""
-        if not self._bulk:
-            rows: Sequence[Any] = (await self.session.execute(self._claim(limit))).all()
-            await self.mark_queued(
-                list({row.id for row in rows if row.status == JobStatus.PENDING}), now
-            )
-            await self.delete_outbox([row.outbox_id for row in rows])
-            return rows
-        claimed = self._claim(limit).cte("claimed")
-        queued = (
-            update(jobs)
-            .where(
-                jobs.c.id.in_(select(claimed.c.id).where(claimed.c.status == JobStatus.PENDING)),
-                jobs.c.status == JobStatus.PENDING,
-            )
-            .values(
-                status=JobStatus.QUEUED, attempts=jobs.c.attempts + 1, queued_at=now, updated_at=now
-            )
-            .returning(jobs.c.id)
-            .cte("queued")
-        )
-        taken = (
-            delete(outbox)
-            .where(outbox.c.id.in_(select(claimed.c.outbox_id)))
-            .returning(outbox.c.id)
-            .cte("taken")
-        )
-        stmt = select(claimed).add_cte(queued, taken).order_by(claimed.c.outbox_id)
         return (await self.session.execute(stmt)).all()
 
     async def mark_queued(self, job_ids: Sequence[uuid.UUID], now: datetime) -> int:

@@ -164,7 +164,6 @@ async def _conveyor(
     redis_client = aioredis.Redis.from_url(found.redis_url)
     connections = max(settings.single_clients, settings.batch_senders) + 8
     client = make_client(stack.gateway_url, api_key, connections=connections)
-    freeze_startup_objects()
     out: dict[str, Any] = {}
     try:
         results["versions"]["postgresql"] = await probe.server_version()
